@@ -1,0 +1,66 @@
+"""textwire: SMS/MMS bots on Flask and Twilio.
+
+Every number in E.164, every reply (text and up to 10 images) as exactly one
+Twilio message, sent through a durable outbox that never sends twice::
+
+    from textwire import Bot, Context, Inbound, Reply, filters as F
+
+    bot = Bot(name="shop")
+
+    @bot.message(F.keyword("help"))
+    def help_(msg: Inbound, ctx: Context) -> Reply:
+        return Reply("Here's our shop:", media=[ctx.media_url("shop.png")])
+"""
+
+from __future__ import annotations
+
+from textwire import filters
+from textwire.bot import Bot
+from textwire.config import Settings
+from textwire.context import Context
+from textwire.conversation import State, States
+from textwire.errors import (
+    AmbiguousSendError,
+    ConfigError,
+    InvalidMessage,
+    InvalidPhoneNumber,
+    PermanentSendError,
+    RateLimited,
+    RegistrationError,
+    SendError,
+    TemporarySendError,
+    TextwireError,
+)
+from textwire.messages import Inbound, Media, Reply, SegmentInfo, segment_info
+from textwire.phone import normalize
+from textwire.routing import Router
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # Core
+    "Bot",
+    "Context",
+    "Inbound",
+    "Media",
+    "Reply",
+    "Router",
+    "SegmentInfo",
+    "Settings",
+    "State",
+    "States",
+    "filters",
+    "normalize",
+    "segment_info",
+    # Errors
+    "AmbiguousSendError",
+    "ConfigError",
+    "InvalidMessage",
+    "InvalidPhoneNumber",
+    "PermanentSendError",
+    "RateLimited",
+    "RegistrationError",
+    "SendError",
+    "TemporarySendError",
+    "TextwireError",
+]

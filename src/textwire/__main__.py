@@ -1,0 +1,3 @@
+from textwire.cli import main
+
+main()

@@ -1,0 +1,313 @@
+"""The ``textwire`` command: run, send, worker, db upgrade."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from textwire.config import Settings
+from textwire.errors import (
+    ConfigError,
+    InvalidMessage,
+    InvalidPhoneNumber,
+    StorageError,
+)
+from textwire.log import configure_logging
+
+__all__ = ["main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+console = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    sys.exit(code)
+
+
+def _settings(bot: str | None = None) -> Settings:
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    if bot:
+        settings = settings.replace(bot=bot)
+    from textwire.phone import set_default_region
+
+    set_default_region(settings.default_region)
+    return settings
+
+
+def bot_option(func: F) -> F:
+    return click.option(
+        "--bot",
+        "bot_spec",
+        metavar="MODULE:ATTR",
+        help="The bot (a Bot or a factory); default TEXTWIRE_BOT, else the help desk.",
+    )(func)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="textwire")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text or as JSON objects.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+)
+def main(log_format: str, log_level: str) -> None:
+    """textwire: SMS/MMS bots on Flask and Twilio."""
+    configure_logging("json" if log_format == "json" else "text", log_level.upper())
+
+
+# -- run ---------------------------------------------------------------------
+
+
+def _transport(settings: Settings, *, dry_run: bool) -> Any:
+    if dry_run:
+        from textwire.transports.fake import FakeTransport
+
+        return FakeTransport()
+    if not settings.has_twilio_credentials:
+        raise click.UsageError(
+            "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set. Put them in the "
+            "environment or a .env file, or try the bot offline with --dry-run."
+        )
+    from textwire.transports.twilio import TwilioTransport
+
+    try:
+        return TwilioTransport(
+            account_sid=settings.twilio_account_sid or "",
+            auth_token=settings.twilio_auth_token or "",
+            from_=settings.twilio_phone_number,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+            api_url=settings.twilio_api_url,
+            timeout=settings.twilio_timeout,
+            public_url=settings.public_url,
+        )
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _open_store(settings: Settings) -> Any:
+    from textwire.storage.setup import open_store
+
+    try:
+        return open_store(settings)
+    except StorageError as exc:
+        _fail(str(exc))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@bot_option
+@click.option("--no-worker", is_flag=True, help="Serve webhooks only; send elsewhere.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="No Twilio: replies are recorded and logged, not sent; signatures "
+    "are checked only when TWILIO_AUTH_TOKEN is set.",
+)
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64))
+def run(
+    host: str,
+    port: int,
+    bot_spec: str | None,
+    no_worker: bool,
+    dry_run: bool,
+    threads: int,
+) -> None:
+    """Serve the bot: Twilio webhooks, status callbacks, health, and the worker."""
+    settings = _settings(bot_spec)
+    if dry_run and not settings.twilio_auth_token:
+        settings = settings.replace(validate_signatures=False)
+    transport = None if no_worker else _transport(settings, dry_run=dry_run)
+    from textwire.loader import load_bot
+    from textwire.web import create_app
+    from textwire.worker import SendWorker
+
+    try:
+        bot = load_bot(settings.bot)
+        store = _open_store(settings)
+        worker = SendWorker(store, transport, settings=settings) if transport else None
+        app = create_app(
+            settings,
+            bot=bot,
+            store=store,
+            notify_queued=worker.wake if worker else None,
+        )
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+    import waitress
+
+    base = settings.public_url or f"http://{host}:{port}"
+    out.print(
+        f"[bold]textwire[/] serving bot [cyan]{bot.name}[/] on http://{host}:{port}"
+    )
+    out.print(f"  inbound webhook  {base}/twilio/sms   (POST)")
+    out.print(f"  status callback  {base}/twilio/status")
+    out.print(f"  database         {store!r}")
+    if worker is None:
+        out.print("  send worker      off (--no-worker): run `textwire worker`")
+    elif dry_run:
+        out.print("  send worker      [yellow]dry run[/]: replies are logged, not sent")
+    if worker:
+        worker.start()
+    try:
+        waitress.serve(app, host=host, port=port, threads=threads, ident="textwire")
+    finally:
+        if worker:
+            worker.stop()
+
+
+# -- worker ------------------------------------------------------------------
+
+
+@main.command()
+def worker() -> None:
+    """Run the send worker alone (as many as you like, against one database)."""
+    settings = _settings()
+    transport = _transport(settings, dry_run=False)
+    store = _open_store(settings)
+    from textwire.worker import SendWorker
+
+    send_worker = SendWorker(store, transport, settings=settings)
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: object) -> None:
+        console.print("stopping after the current batch…")
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    out.print(f"[bold]textwire worker[/] {send_worker.worker_id} on {store!r}")
+    send_worker.run_forever(stop)
+    send_worker.stop()
+
+
+# -- send --------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("to")
+@click.argument("body", default="")
+@click.option(
+    "--media", "media", multiple=True, metavar="URL", help="An image URL (up to 10)."
+)
+@click.option(
+    "--queue-only",
+    is_flag=True,
+    help="Queue and return; a running `textwire run` or worker sends it.",
+)
+@click.option("--timeout", default=120.0, show_default=True, type=click.FloatRange(1))
+def send(
+    to: str, body: str, media: tuple[str, ...], queue_only: bool, timeout: float
+) -> None:
+    """Send one message (text and images as one MMS) through the outbox."""
+    settings = _settings()
+    from textwire.messages import Reply
+    from textwire.phone import mask, normalize
+
+    try:
+        recipient = normalize(to, settings.default_region)
+    except InvalidPhoneNumber as exc:
+        raise click.BadParameter(exc.reason, param_hint=f"TO ({to!r})") from None
+    try:
+        reply = Reply(body, media)
+    except InvalidMessage as exc:
+        raise click.UsageError(str(exc)) from None
+    info = reply.segments
+    out.print(
+        f"to {mask(recipient)}: {info}" + (f", {len(media)} media" if media else "")
+    )
+    if info.unicode_chars:
+        out.print(
+            "  [yellow]UCS-2 because of[/] "
+            + " ".join(repr(c) for c in info.unicode_chars)
+        )
+
+    transport = None if queue_only else _transport(settings, dry_run=False)
+    store = _open_store(settings)
+    from textwire.service import queue_message
+
+    try:
+        outbox_id = queue_message(
+            store, to=recipient, body=reply.body, media=reply.media, settings=settings
+        )
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    if transport is None:
+        out.print(f"queued as outbox #{outbox_id}")
+        return
+
+    from textwire.worker import SendWorker
+
+    send_worker = SendWorker(store, transport, settings=settings)
+    deadline = time.monotonic() + timeout
+    row: dict[str, Any] | None = None
+    with console.status(f"sending outbox #{outbox_id}…"):
+        while time.monotonic() < deadline:
+            send_worker.run_once()
+            row = store.outbox_row(outbox_id)
+            if row and row["status"] in ("sent", "failed"):
+                break
+            time.sleep(0.25)
+    send_worker.stop()
+    if row is None or row["status"] not in ("sent", "failed"):
+        _fail(
+            f"outbox #{outbox_id} not sent within {timeout:.0f} s "
+            f"(last error: {row and row['last_error']}); it stays queued"
+        )
+        return
+    if row["status"] == "failed":
+        _fail(f"outbox #{outbox_id} failed: {row['last_error']}")
+    out.print(f"sent: [bold]{row['sid']}[/] ({row['message_status']})")
+
+
+# -- db ----------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command()
+def upgrade() -> None:
+    """Apply the migrations (PostgreSQL: run once per deploy)."""
+    settings = _settings()
+    from textwire.storage.sql import SqlStore
+
+    try:
+        store = SqlStore(settings.database_url)
+        before = store.current_revision()
+        store.upgrade()
+        after = store.current_revision()
+    except (StorageError, ConfigError) as exc:
+        _fail(str(exc))
+        return
+    except Exception as exc:  # a driver error names the problem well enough
+        _fail(f"migration failed: {exc.__class__.__name__}: {exc}")
+        return
+    if before == after:
+        out.print(f"database already at revision {after}")
+    else:
+        out.print(f"database upgraded {before or 'empty'} → {after}")

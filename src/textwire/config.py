@@ -1,0 +1,167 @@
+"""Settings: the one place that reads the environment.
+
+``Settings.from_env()`` reads ``os.environ`` (and a ``.env`` file in the working
+directory, when there is one), casts every value and fails with a ``ConfigError``
+that names the variable. Everything else receives a ``Settings`` object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from textwire.errors import ConfigError
+
+__all__ = ["Settings"]
+
+DEFAULT_APOLOGY = "Sorry, something went wrong on our side. Please try again soon."
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Typed configuration for every part of textwire.
+
+    Build it with ``Settings.from_env()`` in programs, or directly in tests:
+    ``Settings(database_url="sqlite:///t.db", twilio_auth_token="...")``.
+    """
+
+    # Twilio account and sender
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = dataclasses.field(default=None, repr=False)
+    twilio_phone_number: str | None = None
+    twilio_messaging_service_sid: str | None = None
+    twilio_api_url: str = "https://api.twilio.com"
+    twilio_timeout: float = 10.0
+    # Where Twilio reaches us; used for signatures, callbacks and media URLs
+    public_url: str | None = None
+    # Storage
+    database_url: str = "sqlite:///textwire.db"
+    # Phone numbers written without a country code are read in this region
+    default_region: str = "US"
+    # The bot, as module:attr
+    bot: str | None = None
+    # Webhook security and limits
+    validate_signatures: bool = True
+    max_request_bytes: int = 64 * 1024
+    # Send worker
+    max_send_attempts: int = 6
+    backoff_base: float = 2.0
+    backoff_cap: float = 300.0
+    worker_poll_interval: float = 1.0
+    worker_batch_size: int = 20
+    worker_concurrency: int = 4
+    lease_seconds: float = 60.0
+    # What a phone gets when a handler raises
+    apology: str = DEFAULT_APOLOGY
+
+    def __post_init__(self) -> None:
+        if self.public_url is not None:
+            object.__setattr__(self, "public_url", _check_url(self.public_url))
+        object.__setattr__(
+            self, "twilio_api_url", _check_url(self.twilio_api_url).rstrip("/")
+        )
+        region = self.default_region.upper()
+        if len(region) != 2 or not region.isalpha():
+            raise ConfigError(
+                f"TEXTWIRE_DEFAULT_REGION must be a two-letter region code such as "
+                f"US or GB, not {self.default_region!r}"
+            )
+        object.__setattr__(self, "default_region", region)
+        for name in ("max_send_attempts", "worker_batch_size", "worker_concurrency"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        for name in ("twilio_timeout", "worker_poll_interval", "lease_seconds"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be greater than 0")
+        if self.max_request_bytes < 1024:
+            raise ConfigError("max_request_bytes must be at least 1024")
+
+    @property
+    def has_twilio_credentials(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        env_file: str | Path | None = ".env",
+    ) -> Settings:
+        """Read settings from the environment, then a ``.env`` file, then defaults.
+
+        Args:
+            environ: the variables to read; ``os.environ`` when omitted.
+            env_file: a dotenv file whose values fill in what ``environ`` lacks;
+                ``None`` to read none.
+
+        Raises:
+            ConfigError: a value that cannot be cast, naming the variable.
+        """
+        env: dict[str, str] = {}
+        if env_file is not None and Path(env_file).is_file():
+            from dotenv import dotenv_values
+
+            env.update(
+                {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+            )
+        env.update(os.environ if environ is None else environ)
+
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            var = _env_name(field.name)
+            raw = env.get(var)
+            if raw is None or raw.strip() == "":
+                continue
+            values[field.name] = _cast(var, raw.strip(), field.type)
+        return cls(**values)
+
+
+def _env_name(field: str) -> str:
+    if field.startswith("twilio_") and field not in (
+        "twilio_api_url",
+        "twilio_timeout",
+    ):
+        return field.upper()
+    return "TEXTWIRE_" + field.upper()
+
+
+def _cast(var: str, raw: str, kind: object) -> Any:
+    kind = str(kind)
+    if kind.startswith("bool"):
+        low = raw.lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ConfigError(f"{var} must be true or false, not {raw!r}")
+    if kind.startswith("int"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{var} must be a whole number, not {raw!r}") from None
+    if kind.startswith("float"):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{var} must be a number, not {raw!r}") from None
+    return raw
+
+
+def _check_url(url: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"{url!r} is not an absolute http(s) URL (expected e.g. https://example.com)"
+        )
+    return url.strip().rstrip("/")

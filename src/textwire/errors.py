@@ -1,0 +1,138 @@
+"""textwire exceptions: one tree, and whether to retry is a type.
+
+TextwireError
+├── ConfigError                 # bad or missing setting, bot that cannot be loaded
+├── RegistrationError           # handler/router registered after the first dispatch
+├── InvalidPhoneNumber          # (also ValueError) a number normalize() cannot accept
+├── InvalidMessage              # (also ValueError) a reply over one of Twilio's limits
+├── WebhookError
+│   ├── InvalidSignature        # missing or forged X-Twilio-Signature
+│   └── MalformedWebhook        # a form Twilio would never send
+├── SendError                   # a send that did not reach Twilio as intended
+│   ├── PermanentSendError      # never retried: invalid number, opted out, blocked
+│   ├── TemporarySendError      # retried with backoff: 5xx, connection refused
+│   │   └── RateLimited         # HTTP 429; .retry_after in seconds, when Twilio said
+│   └── AmbiguousSendError      # may or may not have reached Twilio: reconcile first
+└── StorageError
+
+Messages never carry full phone numbers, message bodies or tokens.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AmbiguousSendError",
+    "ConfigError",
+    "InvalidMessage",
+    "InvalidPhoneNumber",
+    "InvalidSignature",
+    "MalformedWebhook",
+    "PermanentSendError",
+    "RateLimited",
+    "RegistrationError",
+    "SendError",
+    "StorageError",
+    "TemporarySendError",
+    "TextwireError",
+    "WebhookError",
+]
+
+
+class TextwireError(Exception):
+    """Base class of every error textwire raises on purpose."""
+
+
+class ConfigError(TextwireError):
+    """A setting is missing or malformed, or the bot cannot be loaded."""
+
+
+class RegistrationError(TextwireError):
+    """Setup (routers, handlers, hooks) changed after the bot started dispatching."""
+
+
+class InvalidPhoneNumber(TextwireError, ValueError):
+    """A phone number that cannot be read as a valid E.164 number.
+
+    Attributes:
+        raw: the input exactly as given.
+        reason: why it was rejected, in words a person can act on.
+    """
+
+    def __init__(self, raw: object, reason: str) -> None:
+        self.raw = raw
+        self.reason = reason
+        super().__init__(f"invalid phone number {_masked(raw)}: {reason}")
+
+
+def _masked(raw: object) -> str:
+    # str(exc) ends up in logs: show the shape of the input, not the number.
+    text = repr(raw)
+    if isinstance(raw, str) and len(raw) > 6:
+        text = repr(raw[:4] + "***" + raw[-2:])
+    return text
+
+
+class InvalidMessage(TextwireError, ValueError):
+    """A message that breaks one of Twilio's limits (body length, media count, URL)."""
+
+
+class WebhookError(TextwireError):
+    """An incoming webhook that must be refused."""
+
+
+class InvalidSignature(WebhookError):
+    """The X-Twilio-Signature header is missing or does not match."""
+
+
+class MalformedWebhook(WebhookError):
+    """The webhook form lacks a required field or holds an impossible value."""
+
+
+class SendError(TextwireError):
+    """Sending one message failed.
+
+    Attributes:
+        code: Twilio's error code (21211, 20429 …) when Twilio gave one.
+        status: the HTTP status of Twilio's answer, when there was one.
+        reason: a readable explanation and what to do about it.
+    """
+
+    def __init__(
+        self, reason: str, *, code: int | None = None, status: int | None = None
+    ) -> None:
+        self.reason = reason
+        self.code = code
+        self.status = status
+        prefix = f"[{code}] " if code is not None else ""
+        super().__init__(prefix + reason)
+
+
+class PermanentSendError(SendError):
+    """Retrying cannot help: the message is marked failed at once."""
+
+
+class TemporarySendError(SendError):
+    """The request did not reach Twilio (or Twilio refused it for now): retry later."""
+
+
+class RateLimited(TemporarySendError):
+    """Twilio answered 429. ``retry_after`` (seconds) wins over computed backoff."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        retry_after: float | None = None,
+        code: int | None = None,
+        status: int | None = 429,
+    ) -> None:
+        super().__init__(reason, code=code, status=status)
+        self.retry_after = retry_after
+
+
+class AmbiguousSendError(SendError):
+    """The request went out but no answer came back: Twilio may have the message."""
+
+
+class StorageError(TextwireError):
+    """The database is unreachable, not migrated, or refused a write."""

@@ -1,0 +1,591 @@
+"""Messages in and out: ``Inbound``, ``Reply``, ``Media``, and Twilio's limits.
+
+Everything here is plain Python (no Flask, Twilio or SQL), so the rules are the same
+in handlers, the send worker, the CLI and the emulator:
+
+* a reply is one Twilio message: a body of at most 1,600 characters (counted the way
+  Twilio counts them, in UTF-16 code units) and at most 10 absolute http(s) media URLs.
+  Nothing is ever truncated or split behind your back; :func:`split_body` is the
+  explicit way to send a long text as ordered parts;
+* :func:`segment_info` does the GSM-7 / UCS-2 segment math of Twilio's segment
+  calculator, so a bot can see what a text will cost before sending it;
+* :meth:`Inbound.from_form` turns Twilio's inbound webhook form into an ``Inbound``
+  with every phone number in E.164 (or a short code / sender ID), or raises
+  :class:`~textwire.errors.MalformedWebhook`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
+
+from textwire.errors import InvalidMessage, InvalidPhoneNumber, MalformedWebhook
+from textwire.phone import normalize_sender
+
+__all__ = [
+    "GSM7_BASIC",
+    "GSM7_EXTENDED",
+    "MAX_BODY_CHARS",
+    "MAX_MEDIA",
+    "Inbound",
+    "Media",
+    "Reply",
+    "SegmentInfo",
+    "check_media_url",
+    "segment_info",
+    "split_body",
+]
+
+MAX_BODY_CHARS = 1600
+"""Twilio's body limit, in UTF-16 code units (error 21617 beyond it)."""
+
+MAX_MEDIA = 10
+"""Twilio's limit on media URLs per outbound message (error 21623 beyond it)."""
+
+# GSM 03.38 default alphabet, in code order 0x00-0x7F, with ESC (0x1B) left out: ESC is
+# the prefix of the extension table, not a character of its own.
+GSM7_BASIC: frozenset[str] = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅå"
+    "Δ_ΦΓΛΩΠΨΣΘΞÆæßÉ"
+    " !\"#¤%&'()*+,-./"
+    "0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNO"
+    "PQRSTUVWXYZÄÖÑÜ§"
+    "¿abcdefghijklmno"
+    "pqrstuvwxyzäöñüà"
+)
+"""The 127 characters of the GSM 03.38 basic table; each costs one septet."""
+
+GSM7_EXTENDED: frozenset[str] = frozenset("\f^{}\\[~]|€")
+"""The GSM 03.38 extension table; each character costs two septets (ESC + code)."""
+
+_GSM7_ALL = GSM7_BASIC | GSM7_EXTENDED
+
+_GSM7_SINGLE, _GSM7_MULTI = 160, 153
+_UCS2_SINGLE, _UCS2_MULTI = 70, 67
+
+# Twilio SIDs: two uppercase letters and 32 hex digits (SM…, MM…, AC…).
+_SID = re.compile(r"[A-Z]{2}[0-9a-fA-F]{32}")
+_UNSIGNED = re.compile(r"[0-9]+")
+
+# Twilio allows 10 inbound media; anything far above that is not a Twilio form.
+_MAX_INBOUND_MEDIA = 100
+_URL_IN_ERRORS = 80
+_UNICODE_IN_STR = 5
+
+
+def _utf16_units(char: str) -> int:
+    return 2 if ord(char) > 0xFFFF else 1
+
+
+def _utf16_len(text: str) -> int:
+    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentInfo:
+    """How Twilio will encode and bill a body.
+
+    Attributes:
+        encoding: ``"GSM-7"`` when every character is in the GSM 03.38 tables,
+            else ``"UCS-2"``.
+        characters: the length as the network counts it: septets for GSM-7
+            (extension characters such as ``€`` count 2), UTF-16 code units for
+            UCS-2 (an emoji counts 2).
+        segments: how many SMS segments the body is sent (and billed) as.
+        unicode_chars: the distinct characters that forced UCS-2, in order of
+            first appearance; empty for GSM-7.
+
+    Example:
+        >>> str(segment_info("Café ☕"))
+        "UCS-2, 6 chars, 1 segment (because of '☕')"
+    """
+
+    encoding: Literal["GSM-7", "UCS-2"]
+    characters: int
+    segments: int
+    unicode_chars: tuple[str, ...] = ()
+
+    @property
+    def per_segment(self) -> int:
+        """Capacity of each segment: 160/153 for GSM-7, 70/67 for UCS-2.
+
+        The second number applies when the body is split, since every part then
+        carries a 6-byte header telling the phone how to join the parts.
+        """
+        if self.encoding == "GSM-7":
+            return _GSM7_SINGLE if self.segments == 1 else _GSM7_MULTI
+        return _UCS2_SINGLE if self.segments == 1 else _UCS2_MULTI
+
+    def __str__(self) -> str:
+        text = (
+            f"{self.encoding}, {_plural(self.characters, 'char')}, "
+            f"{_plural(self.segments, 'segment')}"
+        )
+        if not self.unicode_chars:
+            return text
+        shown = ", ".join(repr(char) for char in self.unicode_chars[:_UNICODE_IN_STR])
+        more = len(self.unicode_chars) - _UNICODE_IN_STR
+        if more > 0:
+            shown += f" and {more} more"
+        return f"{text} (because of {shown})"
+
+
+def _count_segments(costs: Sequence[int], single: int, multi: int) -> int:
+    """Greedy fill: a character that does not fit whole moves to the next segment."""
+    if sum(costs) <= single:
+        return 1
+    segments, used = 1, 0
+    for cost in costs:
+        if used + cost > multi:
+            segments += 1
+            used = 0
+        used += cost
+    return segments
+
+
+def segment_info(body: str) -> SegmentInfo:
+    """Work out the encoding and the number of segments of a text, as Twilio does.
+
+    The body is GSM-7 when every character is in :data:`GSM7_BASIC` or
+    :data:`GSM7_EXTENDED`; one character outside them makes the whole text UCS-2.
+    A single segment holds 160 septets (GSM-7) or 70 UTF-16 units (UCS-2); a longer
+    text is sent in segments of 153 / 67, and an escape pair (``€``) or a surrogate
+    pair (an emoji) is never split across two of them.
+
+    Args:
+        body: the message text.
+
+    Returns:
+        The encoding, length, segment count and the characters that forced UCS-2.
+
+    Example:
+        >>> segment_info("a" * 161).segments
+        2
+        >>> segment_info("Hi 😀").encoding
+        'UCS-2'
+    """
+    unicode_chars = tuple(dict.fromkeys(c for c in body if c not in _GSM7_ALL))
+    if not unicode_chars:
+        septets = [2 if c in GSM7_EXTENDED else 1 for c in body]
+        total = sum(septets)
+        segments = _count_segments(septets, _GSM7_SINGLE, _GSM7_MULTI)
+        return SegmentInfo("GSM-7", total, segments)
+    units = [_utf16_units(c) for c in body]
+    total = sum(units)
+    segments = _count_segments(units, _UCS2_SINGLE, _UCS2_MULTI)
+    return SegmentInfo("UCS-2", total, segments, unicode_chars)
+
+
+def _shorten(text: str, limit: int = _URL_IN_ERRORS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def check_media_url(url: str) -> str:
+    """Check that ``url`` is a media URL Twilio can fetch, and return it stripped.
+
+    Twilio only accepts absolute ``http://`` or ``https://`` URLs (error 21620
+    otherwise), and it fetches them itself, so a relative path is never enough.
+
+    Args:
+        url: the media URL.
+
+    Returns:
+        ``url`` without surrounding whitespace.
+
+    Raises:
+        InvalidMessage: ``url`` is not a string, not absolute http(s), has no
+            host, or holds whitespace.
+
+    Example:
+        >>> check_media_url(" https://example.com/cat.png ")
+        'https://example.com/cat.png'
+    """
+    if not isinstance(url, str):
+        raise InvalidMessage(f"media URL must be a string, got {type(url).__name__}")
+    stripped = url.strip()
+    shown = repr(_shorten(stripped))
+    if any(char.isspace() or not char.isprintable() for char in stripped):
+        raise InvalidMessage(
+            f"media URL {shown} contains whitespace or control characters; "
+            "percent-encode them (a space is %20)"
+        )
+    try:
+        parts = urlsplit(stripped)
+        _ = parts.port  # raises ValueError on a port that is not a number
+    except ValueError as exc:
+        raise InvalidMessage(f"media URL {shown} cannot be parsed: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise InvalidMessage(
+            f"media URL {shown} must be an absolute http:// or https:// URL "
+            "that Twilio can fetch"
+        )
+    if not parts.hostname:
+        raise InvalidMessage(f"media URL {shown} has no host name")
+    return stripped
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    """One media file attached to an inbound message.
+
+    Attributes:
+        url: where Twilio stores the file (fetch it with HTTP Basic auth).
+        content_type: its MIME type as Twilio reported it, e.g. ``"image/jpeg"``.
+    """
+
+    url: str
+    content_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One outbound message: a body and up to 10 media URLs, sent as one message.
+
+    Text and images in the same ``Reply`` reach the phone together, as a single
+    Twilio message. The limits are checked here, when the reply is made, so a
+    handler fails loudly instead of a send failing later. Nothing is truncated: for
+    a text longer than 1,600 characters, use :func:`split_body` and send the parts.
+
+    Args:
+        body: the text; may be empty when there is media.
+        media: absolute http(s) URLs, as a list/tuple or a single string.
+
+    Raises:
+        InvalidMessage: the reply is empty, the body is over 1,600 UTF-16 units,
+            there are more than 10 media URLs, or a URL is not absolute http(s).
+
+    Example:
+        >>> reply = Reply("Hi", media=["https://example.com/a.png"])
+        >>> reply.media
+        ('https://example.com/a.png',)
+        >>> str(reply.segments)
+        'GSM-7, 2 chars, 1 segment'
+    """
+
+    body: str = ""
+    media: tuple[str, ...] = ()
+
+    if TYPE_CHECKING:
+        # The generated __init__ takes the same arguments; this signature only tells
+        # type checkers that ``media`` may be any sequence or one string, which
+        # __post_init__ turns into a tuple.
+        def __init__(self, body: str = "", media: Sequence[str] | str = ()) -> None: ...
+
+    def __post_init__(self) -> None:
+        body: object = self.body
+        if not isinstance(body, str):
+            raise InvalidMessage(f"reply body must be a str, got {type(body).__name__}")
+        media: object = self.media
+        if isinstance(media, str):
+            media = (media,)
+        elif not isinstance(media, Sequence):
+            raise InvalidMessage(
+                "reply media must be a list of URLs or a single URL, "
+                f"got {type(media).__name__}"
+            )
+        if len(media) > MAX_MEDIA:
+            raise InvalidMessage(
+                f"a reply can carry at most {MAX_MEDIA} media URLs (Twilio's limit); "
+                f"{len(media)} were given. Send the rest in another Reply."
+            )
+        urls: list[str] = []
+        for index, url in enumerate(media):
+            if not isinstance(url, str):
+                raise InvalidMessage(
+                    f"reply media[{index}] must be a URL string, "
+                    f"got {type(url).__name__}"
+                )
+            urls.append(check_media_url(url))
+        object.__setattr__(self, "media", tuple(urls))
+        length = _utf16_len(body)
+        if length > MAX_BODY_CHARS:
+            raise InvalidMessage(
+                f"reply body is {length} characters long (UTF-16 units, as Twilio "
+                f"counts them: an emoji counts 2); Twilio accepts at most "
+                f"{MAX_BODY_CHARS}. Send it as ordered parts with "
+                "textwire.messages.split_body()."
+            )
+        if not body.strip() and not urls:
+            raise InvalidMessage(
+                "empty reply: give a body that is not blank or at least one media URL"
+            )
+
+    @property
+    def segments(self) -> SegmentInfo:
+        """Encoding and segment count of the body (see :func:`segment_info`)."""
+        return segment_info(self.body)
+
+
+def split_body(body: str, limit: int = MAX_BODY_CHARS) -> list[str]:
+    """Split a long text into ordered parts of at most ``limit`` UTF-16 units each.
+
+    This is the deliberate way to send a text longer than Twilio's 1,600-character
+    limit: send each part as its own :class:`Reply`, in order. Nothing calls it for
+    you. A part ends after the last whitespace of its window when that whitespace
+    lies in the last 20% of the window; otherwise the text is cut at the limit,
+    never inside a surrogate pair. Whitespace stays at the end of the earlier part,
+    so ``"".join(split_body(text)) == text``.
+
+    Args:
+        body: the text to split.
+        limit: the largest part, in UTF-16 units (Twilio's count).
+
+    Returns:
+        The parts in order; ``[body]`` when it already fits (also for ``""``).
+
+    Raises:
+        ValueError: ``limit`` is below 2 (an emoji needs 2 units).
+
+    Example:
+        >>> split_body("aaaa bbbb cc", limit=10)
+        ['aaaa bbbb ', 'cc']
+    """
+    if limit < 2:
+        raise ValueError(f"limit must be at least 2 UTF-16 units, got {limit}")
+    if _utf16_len(body) <= limit:
+        return [body]
+    min_break = limit - limit // 5  # a whitespace break must land in the last 20%
+    parts: list[str] = []
+    start = 0
+    while start < len(body):
+        used, end, best = 0, start, -1
+        while end < len(body):
+            cost = _utf16_units(body[end])
+            if used + cost > limit:
+                break
+            used += cost
+            end += 1
+            if body[end - 1].isspace() and used >= min_break:
+                best = end
+        if end < len(body) and best != -1:
+            end = best
+        parts.append(body[start:end])
+        start = end
+    return parts
+
+
+def _field(form: Mapping[str, str], key: str) -> str | None:
+    """One form value (the first, for a MultiDict), or None when absent."""
+    value = form.get(key)
+    return None if value is None else str(value)
+
+
+def _show(value: str, *, quote: bool = True) -> str:
+    """A form value for an error message; long ones could be a number or text."""
+    if len(value) > 6:
+        return f"a {len(value)}-character value"
+    return repr(value) if quote else value
+
+
+def _optional(form: Mapping[str, str], key: str) -> str | None:
+    value = _field(form, key)
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _form_region(raw: str, country: str | None) -> str | None:
+    """The region Twilio names for a number written without ``+``, if any."""
+    text = raw.strip()
+    if text.startswith("+") or text.lower().startswith("whatsapp:"):
+        return None
+    if country is None or len(country) != 2:
+        return None
+    if not (country.isascii() and country.isalpha()):
+        return None
+    return country.upper()
+
+
+def _sender(
+    form: Mapping[str, str], key: str, country_key: str, region: str | None
+) -> str:
+    raw = _field(form, key)
+    if raw is None or not raw.strip():
+        raise MalformedWebhook(f"webhook form has no {key}")
+    country = _form_region(raw, _optional(form, country_key))
+    try:
+        return _normalize_in(raw, country, region)
+    except InvalidPhoneNumber as exc:
+        # exc.reason never repeats the number; str(exc) would.
+        raise MalformedWebhook(
+            f"webhook {key} is not a phone number, short code or sender ID "
+            f"textwire can read: {exc.reason}"
+        ) from exc
+
+
+def _normalize_in(raw: str, country: str | None, region: str | None) -> str:
+    if country is None:
+        return normalize_sender(raw, region=region)
+    try:
+        return normalize_sender(raw, region=country)
+    except InvalidPhoneNumber:
+        raise
+    except ValueError:
+        # A FromCountry / ToCountry code phonenumbers does not know: read the
+        # number in the configured region rather than refuse the message.
+        return normalize_sender(raw, region=region)
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One message received through Twilio's inbound webhook.
+
+    Build it with :meth:`from_form`. Phone numbers are already normalized: ``from_``
+    and ``to`` are E.164 (``+14155550100``), ``whatsapp:+E164``, a short code or an
+    alphanumeric sender ID, never the raw text Twilio sent.
+
+    Attributes:
+        sid: the MessageSid (``SM…`` or ``MM…``), unique per message: use it to
+            drop duplicate webhooks.
+        account_sid: the Twilio account (``AC…``).
+        from_: who sent it (the contact).
+        to: the number it was sent to (the bot's number).
+        body: the text exactly as received (may be ``""``).
+        media: attached files, in order.
+        messaging_service_sid: the Messaging Service (``MG…``), if any.
+        num_segments: how many segments the text arrived in, when Twilio says.
+        from_country: ``FromCountry`` as Twilio sent it (``"US"``), if any.
+        to_country: ``ToCountry`` as Twilio sent it, if any.
+        params: every form field as received (first value per key), read-only.
+
+    Example:
+        >>> msg = Inbound.from_form({
+        ...     "MessageSid": "SM" + "0" * 32, "AccountSid": "AC" + "0" * 32,
+        ...     "From": "+14155550100", "To": "+14155550199", "Body": " hi ",
+        ... })
+        >>> msg.text, msg.has_media
+        ('hi', False)
+    """
+
+    sid: str
+    account_sid: str
+    from_: str
+    to: str
+    body: str
+    media: tuple[Media, ...]
+    messaging_service_sid: str | None
+    num_segments: int | None
+    from_country: str | None
+    to_country: str | None
+    params: Mapping[str, str] = field(repr=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "media", tuple(self.media))
+        if not isinstance(self.params, MappingProxyType):
+            object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+
+    @property
+    def text(self) -> str:
+        """The body without surrounding whitespace."""
+        return self.body.strip()
+
+    @property
+    def has_media(self) -> bool:
+        """Whether the message carries at least one media file."""
+        return bool(self.media)
+
+    @classmethod
+    def from_form(
+        cls, form: Mapping[str, str], *, region: str | None = None
+    ) -> Inbound:
+        """Parse Twilio's inbound message webhook form.
+
+        ``From`` and ``To`` go through :func:`textwire.phone.normalize_sender`. A
+        number without ``+`` is read in the region Twilio names in ``FromCountry``
+        / ``ToCountry`` when that is a two-letter code, else in ``region``.
+
+        Args:
+            form: the form fields: a dict or a werkzeug ``MultiDict`` (only
+                ``.get`` and key iteration are used; the first value wins).
+            region: the region for numbers without ``+`` when Twilio sends no
+                country; ``None`` means textwire's default.
+
+        Returns:
+            The parsed message.
+
+        Raises:
+            MalformedWebhook: a field Twilio always sends is missing, or a value
+                is impossible (bad SID, unreadable number, bad NumMedia,
+                missing MediaUrlN, bad NumSegments). The message never contains
+                the body or a full phone number.
+        """
+        params: dict[str, str] = {}
+        for key in form:
+            value = _field(form, key)
+            if value is not None:
+                params[str(key)] = value
+
+        sid = _field(form, "MessageSid") or _field(form, "SmsSid")
+        if not sid:
+            raise MalformedWebhook("webhook form has no MessageSid (nor SmsSid)")
+        if not _SID.fullmatch(sid):
+            raise MalformedWebhook(
+                "webhook MessageSid is not a Twilio SID (expected 34 characters: "
+                f"2 uppercase letters and 32 hex digits; got {len(sid)} characters)"
+            )
+        account_sid = _optional(form, "AccountSid")
+        if account_sid is None:
+            raise MalformedWebhook("webhook form has no AccountSid")
+
+        from_ = _sender(form, "From", "FromCountry", region)
+        to = _sender(form, "To", "ToCountry", region)
+
+        num_media = 0
+        raw_num_media = _field(form, "NumMedia")
+        if raw_num_media is not None:
+            raw_num_media = raw_num_media.strip()
+            if not _UNSIGNED.fullmatch(raw_num_media):
+                raise MalformedWebhook(
+                    "webhook NumMedia must be a non-negative integer, "
+                    f"got {_show(raw_num_media)}"
+                )
+            num_media = int(raw_num_media)
+            if num_media > _MAX_INBOUND_MEDIA:
+                raise MalformedWebhook(
+                    f"webhook NumMedia is {_show(raw_num_media, quote=False)}; "
+                    f"Twilio sends at most "
+                    f"{MAX_MEDIA} media (textwire accepts up to {_MAX_INBOUND_MEDIA})"
+                )
+        media: list[Media] = []
+        for index in range(num_media):
+            url = _optional(form, f"MediaUrl{index}")
+            if url is None:
+                raise MalformedWebhook(
+                    f"webhook NumMedia is {num_media} but MediaUrl{index} is missing"
+                )
+            media.append(Media(url, _optional(form, f"MediaContentType{index}")))
+
+        num_segments: int | None = None
+        raw_segments = _field(form, "NumSegments")
+        if raw_segments is not None:
+            raw_segments = raw_segments.strip()
+            if not _UNSIGNED.fullmatch(raw_segments) or int(raw_segments) < 1:
+                raise MalformedWebhook(
+                    "webhook NumSegments must be a positive integer, "
+                    f"got {_show(raw_segments)}"
+                )
+            num_segments = int(raw_segments)
+
+        return cls(
+            sid=sid,
+            account_sid=account_sid,
+            from_=from_,
+            to=to,
+            body=_field(form, "Body") or "",
+            media=tuple(media),
+            messaging_service_sid=_optional(form, "MessagingServiceSid"),
+            num_segments=num_segments,
+            from_country=_optional(form, "FromCountry"),
+            to_country=_optional(form, "ToCountry"),
+            params=MappingProxyType(params),
+        )

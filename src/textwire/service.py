@@ -1,0 +1,137 @@
+"""The two ways a message enters the outbox: a reply to a webhook, or a send."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from textwire.bot import Bot
+from textwire.config import Settings
+from textwire.errors import ConfigError
+from textwire.messages import Inbound, Reply
+from textwire.phone import mask, normalize, normalize_sender
+from textwire.storage.sql import SqlStore
+
+__all__ = ["InboundResult", "handle_inbound", "queue_message"]
+
+logger = logging.getLogger("textwire.inbound")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InboundResult:
+    """What happened to one webhook delivery."""
+
+    message_id: int | None
+    duplicate: bool
+    replies: tuple[Reply, ...] = ()
+    outbox_ids: tuple[int, ...] = ()
+
+
+def handle_inbound(
+    store: SqlStore,
+    bot: Bot,
+    msg: Inbound,
+    *,
+    settings: Settings,
+    public_url: str | None,
+    now: datetime | None = None,
+) -> InboundResult:
+    """Record ``msg``, run the bot, and queue its replies, in one transaction.
+
+    A MessageSid seen before (including a delivery racing this one) stops at
+    the insert: no handler runs, nothing is queued.
+    """
+    now = now or datetime.now(UTC)
+    with store.begin() as conn:
+        message_id = store.record_inbound(conn, msg, now)
+        if message_id is None:
+            logger.info(
+                "inbound %s from=%s duplicate: already handled",
+                msg.sid,
+                mask(msg.from_),
+            )
+            return InboundResult(message_id=None, duplicate=True)
+        store.ensure_contact(conn, msg.from_, now)
+        replies = bot.dispatch(
+            msg,
+            state_store=store.state_store(conn),
+            now=now,
+            public_url=public_url,
+            default_apology=settings.apology,
+        )
+        from_, service = _reply_sender(msg, settings)
+        outbox_ids = tuple(
+            store.enqueue(
+                conn,
+                to=msg.from_,
+                body=reply.body,
+                media=reply.media,
+                from_=from_,
+                messaging_service_sid=service,
+                now=now,
+                in_reply_to=message_id,
+            )
+            for reply in replies
+        )
+    logger.info(
+        "inbound %s from=%s to=%s media=%d replies=%d",
+        msg.sid,
+        mask(msg.from_),
+        mask(msg.to),
+        len(msg.media),
+        len(replies),
+    )
+    return InboundResult(
+        message_id=message_id,
+        duplicate=False,
+        replies=tuple(replies),
+        outbox_ids=outbox_ids,
+    )
+
+
+def _reply_sender(msg: Inbound, settings: Settings) -> tuple[str | None, str | None]:
+    # Answer from the number the contact texted, unless a Messaging Service
+    # is configured to choose the sender.
+    if settings.twilio_messaging_service_sid:
+        return None, settings.twilio_messaging_service_sid
+    return msg.to, None
+
+
+def queue_message(
+    store: SqlStore,
+    *,
+    to: str,
+    body: str = "",
+    media: Sequence[str] = (),
+    settings: Settings,
+    now: datetime | None = None,
+) -> int:
+    """Queue one outbound message (``textwire send``); return its outbox id.
+
+    Raises:
+        InvalidPhoneNumber: ``to`` is not a valid number.
+        InvalidMessage: the message breaks one of Twilio's limits.
+        ConfigError: no sender is configured.
+    """
+    reply = Reply(body, media)
+    recipient = normalize(to, settings.default_region)
+    from_: str | None = None
+    service = settings.twilio_messaging_service_sid
+    if not service:
+        if not settings.twilio_phone_number:
+            raise ConfigError(
+                "no sender: set TWILIO_PHONE_NUMBER or TWILIO_MESSAGING_SERVICE_SID"
+            )
+        from_ = normalize_sender(settings.twilio_phone_number, settings.default_region)
+    with store.begin() as conn:
+        return store.enqueue(
+            conn,
+            to=recipient,
+            body=reply.body,
+            media=reply.media,
+            from_=from_,
+            messaging_service_sid=service,
+            now=now or datetime.now(UTC),
+        )

@@ -1,0 +1,173 @@
+"""Tables: contacts, messages (both directions), conversation state, outbox.
+
+The Alembic migrations in ``textwire/storage/migrations`` create exactly these;
+``tests/storage`` checks that the two never drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "Base",
+    "Contact",
+    "ConversationStateRow",
+    "Message",
+    "OutboxItem",
+    "UTCDateTime",
+    "utcnow",
+]
+
+ID = BigInteger().with_variant(Integer, "sqlite")
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in Python, naive UTC in the database (same on both)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(
+        self, value: datetime | None, dialect: Dialect
+    ) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; textwire stores aware UTC times")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(
+        self, value: datetime | None, dialect: Dialect
+    ) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime}
+
+
+class Contact(Base):
+    """Someone the bot talks to, by E.164 number."""
+
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    phone: Mapped[str] = mapped_column(String(64), unique=True)
+    opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    opted_out_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Message(Base):
+    """Every message in either direction, with Twilio's SID and delivery status."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    direction: Mapped[str] = mapped_column(String(16))  # inbound | outbound
+    sid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    account_sid: Mapped[str | None] = mapped_column(String(64))
+    messaging_service_sid: Mapped[str | None] = mapped_column(String(64))
+    from_number: Mapped[str | None] = mapped_column(String(64))
+    to_number: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text, default="")
+    media: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    num_segments: Mapped[int | None] = mapped_column(Integer)
+    encoding: Mapped[str | None] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(32))
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    in_reply_to: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index(None, "to_number", "created_at"),
+        Index(None, "from_number", "created_at"),
+    )
+
+
+class ConversationStateRow(Base):
+    """The state of one conversation (bot number, contact number)."""
+
+    __tablename__ = "conversation_state"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    bot_number: Mapped[str] = mapped_column(String(64))
+    contact: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str | None] = mapped_column(String(255))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    expires_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("bot_number", "contact"),)
+
+
+class OutboxItem(Base):
+    """One message waiting to be sent, being sent, or done with.
+
+    status: ``queued`` (due at ``next_attempt_at``), ``sending`` (claimed by a
+    worker until ``lease_expires_at``), ``unknown`` (the last attempt may have
+    reached Twilio: reconcile before sending again), ``sent``, ``failed``.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), unique=True)
+    to_number: Mapped[str] = mapped_column(String(64))
+    from_number: Mapped[str | None] = mapped_column(String(64))
+    messaging_service_sid: Mapped[str | None] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text, default="")
+    media: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_expires_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    first_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_error_code: Mapped[int | None] = mapped_column(Integer)
+    provider_sid: Mapped[str | None] = mapped_column(String(64))
+    reconcile: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        Index(None, "status", "next_attempt_at"),
+        Index(None, "to_number", "id"),
+    )

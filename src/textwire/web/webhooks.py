@@ -1,0 +1,94 @@
+"""Blueprint ``webhooks``: Twilio's inbound message webhook and status callback."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, abort, request
+
+from textwire.errors import MalformedWebhook
+from textwire.messages import Inbound
+from textwire.service import handle_inbound
+from textwire.web.runtime import current_runtime
+from textwire.web.security import public_base_url, verify_signature
+
+__all__ = ["EMPTY_TWIML", "bp"]
+
+logger = logging.getLogger("textwire.web")
+
+bp = Blueprint("webhooks", __name__, url_prefix="/twilio")
+
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+
+
+def _verify() -> None:
+    rt = current_runtime()
+    if not rt.settings.validate_signatures:
+        return
+    token = rt.settings.twilio_auth_token or ""
+    if not verify_signature(request, token, rt.settings.public_url):
+        abort(403, "invalid or missing X-Twilio-Signature")
+
+
+@bp.post("/sms")
+def inbound() -> Response:
+    """Record the message, run the bot, queue its replies; answer empty TwiML."""
+    rt = current_runtime()
+    _verify()
+    try:
+        msg = Inbound.from_form(request.form, region=rt.settings.default_region)
+    except MalformedWebhook as exc:
+        logger.warning("rejected malformed webhook: %s", exc)
+        abort(400, str(exc))
+    result = handle_inbound(
+        rt.store,
+        rt.bot,
+        msg,
+        settings=rt.settings,
+        public_url=public_base_url(request, rt.settings.public_url),
+    )
+    if result.outbox_ids:
+        rt.notify_queued()
+    return Response(EMPTY_TWIML, status=200, content_type="text/xml; charset=utf-8")
+
+
+@bp.post("/status")
+def status() -> Response:
+    """Apply a delivery status callback to the message it reports on."""
+    rt = current_runtime()
+    _verify()
+    sid = request.form.get("MessageSid") or request.form.get("SmsSid")
+    new_status = request.form.get("MessageStatus") or request.form.get("SmsStatus")
+    if not sid or not new_status:
+        abort(400, "a status callback needs MessageSid and MessageStatus")
+    outbox_id = _int_or_none(request.args.get("outbox"), "outbox")
+    error_code = _int_or_none(request.form.get("ErrorCode"), "ErrorCode")
+    from textwire.codes import describe
+
+    found = rt.store.update_status(
+        sid=sid,
+        outbox_id=outbox_id,
+        status=new_status.strip().lower(),
+        error_code=error_code,
+        error_message=describe(error_code) if error_code else None,
+        now=rt.clock(),
+    )
+    if not found:
+        logger.warning("status %s for unknown message %s ignored", new_status, sid)
+    else:
+        logger.info(
+            "status %s for %s%s",
+            new_status,
+            sid,
+            f" error {error_code}" if error_code else "",
+        )
+    return Response("", status=204)
+
+
+def _int_or_none(raw: str | None, name: str) -> int | None:
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        abort(400, f"{name} must be a whole number")

@@ -1,0 +1,313 @@
+"""The send worker: claim due outbox rows, send each once, record what happened."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+from textwire.codes import CODES, describe
+from textwire.config import Settings
+from textwire.errors import (
+    AmbiguousSendError,
+    PermanentSendError,
+    RateLimited,
+    SendError,
+    StorageError,
+    TemporarySendError,
+)
+from textwire.phone import mask
+from textwire.storage.sql import ClaimedItem, SqlStore
+from textwire.transports.base import OutboundMessage, Transport
+from textwire.worker.backoff import compute_backoff
+
+__all__ = ["SendWorker"]
+
+logger = logging.getLogger("textwire.worker")
+
+# How far before the first attempt to look when reconciling (clock skew).
+RECONCILE_SLACK = timedelta(minutes=2)
+
+
+class SendWorker:
+    """Delivers the outbox: one ``messages.create`` per row, retried safely.
+
+    Steppable for tests (``run_once(now=...)`` never sleeps) and runnable in a
+    thread (``start()``) or in its own process (``textwire worker``)::
+
+        worker = SendWorker(store, transport, settings=settings)
+        worker.run_once()                       # one batch, now
+        stop = threading.Event()
+        worker.run_forever(stop)                # until stop.set()
+
+    Retryable errors wait ``compute_backoff(attempt)`` (Twilio's Retry-After
+    wins); permanent ones fail the row with Twilio's code and a readable
+    reason; an ambiguous one (timeout after the request went out) is
+    reconciled against Twilio's message list before anything is sent again.
+    """
+
+    def __init__(
+        self,
+        store: SqlStore,
+        transport: Transport,
+        *,
+        settings: Settings | None = None,
+        worker_id: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        settings = settings or Settings()
+        self.store = store
+        self.transport = transport
+        self.max_attempts = settings.max_send_attempts
+        self.backoff_base = settings.backoff_base
+        self.backoff_cap = settings.backoff_cap
+        self.batch_size = settings.worker_batch_size
+        self.concurrency = settings.worker_concurrency
+        self.lease = timedelta(seconds=settings.lease_seconds)
+        self.poll_interval = settings.worker_poll_interval
+        self.worker_id = worker_id or (
+            f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        )
+        self._rng = rng or random.Random()
+        self._wake = threading.Event()
+        self._pool: ThreadPoolExecutor | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # -- running -------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Cut the current idle wait short: there is new work."""
+        self._wake.set()
+
+    def run_once(self, now: datetime | None = None) -> int:
+        """Claim one batch of due rows and process it; return how many.
+
+        Args:
+            now: the time to act at (tests pass it to step through backoff
+                without sleeping); the current time when omitted.
+        """
+        claim_time = now or datetime.now(UTC)
+        items = self.store.claim(
+            claim_time,
+            limit=self.batch_size,
+            worker_id=self.worker_id,
+            lease=self.lease,
+        )
+        if not items:
+            return 0
+        if self.concurrency == 1 or len(items) == 1:
+            for item in items:
+                self._process(item, now)
+        else:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    self.concurrency, thread_name_prefix="textwire-send"
+                )
+            list(self._pool.map(lambda item: self._process(item, now), items))
+        return len(items)
+
+    def run_forever(self, stop: threading.Event) -> None:
+        """Process batches until ``stop`` is set; errors are logged, never fatal."""
+        logger.info("send worker %s started", self.worker_id)
+        failures = 0
+        while not stop.is_set():
+            try:
+                processed = self.run_once()
+                failures = 0
+            except StorageError:
+                failures += 1
+                logger.exception("outbox claim failed (%d in a row)", failures)
+                stop.wait(min(30.0, 0.5 * 2**failures))
+                continue
+            except Exception:
+                failures += 1
+                logger.exception("send worker iteration crashed")
+                stop.wait(min(30.0, 0.5 * 2**failures))
+                continue
+            if processed == 0:
+                self._wake.wait(self.poll_interval)
+                self._wake.clear()
+        logger.info("send worker %s stopped", self.worker_id)
+
+    def start(self) -> threading.Thread:
+        """Run ``run_forever`` in a daemon thread; ``stop()`` ends it."""
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self.run_forever, args=(self._stop,), name="textwire-worker"
+        )
+        self._thread.daemon = True
+        self._thread.start()
+        return self._thread
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """Finish the current batch, then stop the thread ``start()`` made."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    # -- one row ---------------------------------------------------------------
+
+    def _process(self, item: ClaimedItem, now: datetime | None) -> None:
+        try:
+            self._deliver(item, now)
+        except Exception:
+            # The lease runs out and the row is reconciled then; nothing is lost.
+            logger.exception("outbox %s: unexpected failure", item.id)
+
+    def _deliver(self, item: ClaimedItem, now: datetime | None) -> None:
+        if item.reconcile:
+            try:
+                sid = self._reconcile(item)
+            except SendError as exc:
+                self._retry(item, exc, now, unknown=True)
+                return
+            if sid is not None:
+                logger.info(
+                    "outbox %s: found at Twilio as %s after an unclear attempt; "
+                    "not sending again",
+                    item.id,
+                    sid,
+                )
+                self.store.mark_sent(
+                    item,
+                    self.worker_id,
+                    sid=sid,
+                    status="queued",
+                    num_segments=None,
+                    now=now or datetime.now(UTC),
+                )
+                return
+            if item.attempts > self.max_attempts:
+                self._fail(item, None, "gave up: Twilio never confirmed it", now)
+                return
+
+        message = OutboundMessage(
+            to=item.to,
+            body=item.body,
+            media=item.media,
+            from_=item.from_,
+            messaging_service_sid=item.messaging_service_sid,
+            outbox_id=item.id,
+        )
+        try:
+            receipt = self.transport.send(message)
+        except PermanentSendError as exc:
+            self._fail(item, exc.code, exc.reason, now)
+            if exc.code is not None and exc.code in CODES and CODES[exc.code].opt_out:
+                with self.store.begin() as conn:
+                    self.store.set_opt_out(
+                        conn, item.to, True, now or datetime.now(UTC)
+                    )
+            return
+        except AmbiguousSendError as exc:
+            self._retry(item, exc, now, unknown=True)
+            return
+        except TemporarySendError as exc:
+            self._retry(item, exc, now)
+            return
+        self.store.mark_sent(
+            item,
+            self.worker_id,
+            sid=receipt.sid,
+            status=receipt.status,
+            num_segments=receipt.num_segments,
+            now=now or datetime.now(UTC),
+        )
+        logger.info(
+            "outbox %s sent sid=%s to=%s status=%s attempt=%d",
+            item.id,
+            receipt.sid,
+            mask(item.to),
+            receipt.status,
+            item.attempts,
+        )
+
+    def _reconcile(self, item: ClaimedItem) -> str | None:
+        since = (item.first_attempt_at or item.created_at) - RECONCILE_SLACK
+        candidates = [
+            record
+            for record in self.transport.find_sent(
+                to=item.to, from_=item.from_, since=since
+            )
+            if record.body == item.body and record.num_media == len(item.media)
+        ]
+        # Two identical texts to one phone: adopt one no other row has claimed.
+        taken = self.store.known_sids([record.sid for record in candidates])
+        for record in candidates:
+            if record.sid not in taken:
+                return record.sid
+        return None
+
+    def _retry(
+        self,
+        item: ClaimedItem,
+        exc: SendError,
+        now: datetime | None,
+        *,
+        unknown: bool = False,
+    ) -> None:
+        at = now or datetime.now(UTC)
+        if item.attempts >= self.max_attempts and not unknown:
+            self._fail(
+                item,
+                exc.code,
+                f"gave up after {item.attempts} attempts: {exc.reason}",
+                now,
+            )
+            return
+        delay = compute_backoff(
+            item.attempts, base=self.backoff_base, cap=self.backoff_cap, rng=self._rng
+        )
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            delay = exc.retry_after
+        self.store.mark_retry(
+            item,
+            self.worker_id,
+            next_attempt_at=at + timedelta(seconds=delay),
+            error=exc.reason,
+            code=exc.code,
+            now=at,
+            unknown=unknown,
+        )
+        logger.warning(
+            "outbox %s to=%s attempt %d failed (%s%s): %s; %s in %.1f s",
+            item.id,
+            mask(item.to),
+            item.attempts,
+            type(exc).__name__,
+            f" {exc.code}" if exc.code else "",
+            exc.reason,
+            "reconciling" if unknown else "retrying",
+            delay,
+        )
+
+    def _fail(
+        self, item: ClaimedItem, code: int | None, reason: str, now: datetime | None
+    ) -> None:
+        if code is not None and code not in CODES:
+            reason = f"{reason} ({describe(code)})"
+        self.store.mark_failed(
+            item,
+            self.worker_id,
+            error=reason,
+            code=code,
+            now=now or datetime.now(UTC),
+        )
+        logger.error(
+            "outbox %s to=%s failed%s: %s",
+            item.id,
+            mask(item.to),
+            f" with Twilio code {code}" if code else "",
+            reason,
+        )
