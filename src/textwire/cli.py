@@ -81,9 +81,9 @@ def main(log_format: str, log_level: str) -> None:
 
 def _transport(settings: Settings, *, dry_run: bool) -> Any:
     if dry_run:
-        from textwire.transports.fake import FakeTransport
+        from textwire.transports.dryrun import DryRunTransport
 
-        return FakeTransport()
+        return DryRunTransport()
     if not settings.has_twilio_credentials:
         raise click.UsageError(
             "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set. Put them in the "
@@ -169,6 +169,15 @@ def run(
         out.print("  send worker      off (--no-worker): run `textwire worker`")
     elif dry_run:
         out.print("  send worker      [yellow]dry run[/]: replies are logged, not sent")
+    if not settings.validate_signatures:
+        out.print(
+            "  [yellow]signatures not checked[/] (no TWILIO_AUTH_TOKEN). "
+            "Text the bot:\n"
+            f"    curl -d Body=help -d From=+14155550199 -d To=+14155550100 "
+            f"-d AccountSid=AC{'0' * 32} -d MessageSid=SM$(openssl rand -hex 16) "
+            f"http://{host}:{port}/twilio/sms",
+            soft_wrap=True,
+        )
     if worker:
         worker.start()
     try:
