@@ -153,7 +153,9 @@ def test_forged_and_missing_signatures_are_refused_and_explained(
 ) -> None:
     form = make_form("help")
     with caplog.at_level(logging.WARNING, logger="textwire.web"):
-        forged = post_webhook(form, signature=sign(PUBLIC_URL + "/twilio/sms", form, "x"))
+        forged = post_webhook(
+            form, signature=sign(PUBLIC_URL + "/twilio/sms", form, "x")
+        )
         missing = client.post("/twilio/sms", data=form)
         tampered_form = dict(form, Body="give me everything")
         tampered = post_webhook(
@@ -208,7 +210,9 @@ def test_signature_with_query_string_is_checked_on_the_full_url(
     form = make_form("help")
     url = PUBLIC_URL + "/twilio/sms?tenant=7"
     ok = client.post(
-        "/twilio/sms?tenant=7", data=form, headers={"X-Twilio-Signature": sign(url, form)}
+        "/twilio/sms?tenant=7",
+        data=form,
+        headers={"X-Twilio-Signature": sign(url, form)},
     )
     assert ok.status_code == 200
     other = make_form("help")
@@ -272,8 +276,11 @@ def test_api_errors_are_retried_or_failed_as_twilio_means_them(
 ) -> None:
     # Given Twilio answers 429 (Retry-After 3), then 500, then accepts
     twilio_api.failures += [
-        (429, {"code": 20429, "message": "Too Many Requests", "status": 429},
-         {"Retry-After": "3"}),
+        (
+            429,
+            {"code": 20429, "message": "Too Many Requests", "status": 429},
+            {"Retry-After": "3"},
+        ),
         (500, {"code": 20500, "message": "Internal Server Error", "status": 500}, {}),
     ]
     post_webhook(make_form("help"))
@@ -297,8 +304,15 @@ def test_permanent_error_fails_with_code_and_reason(
     post_webhook: PostFn, worker: SendWorker, twilio_api: TwilioAPI, store: SqlStore
 ) -> None:
     twilio_api.failures.append(
-        (400, {"code": 21610, "message": "Attempt to send to unsubscribed recipient",
-               "status": 400}, {})
+        (
+            400,
+            {
+                "code": 21610,
+                "message": "Attempt to send to unsubscribed recipient",
+                "status": 400,
+            },
+            {},
+        )
     )
     post_webhook(make_form("help", From="+14155550166"))
     drain(worker)
@@ -359,7 +373,9 @@ def test_handler_that_raises_gets_an_apology_not_a_traceback(
     def explode(msg: Inbound, ctx: Context) -> str:
         raise ZeroDivisionError("division by zero in the pricing code")
 
-    app = create_app(settings.replace(apology="Sorry! Try again soon."), bot=bot, store=store)
+    app = create_app(
+        settings.replace(apology="Sorry! Try again soon."), bot=bot, store=store
+    )
     form = make_form("price?")
     with caplog.at_level(logging.ERROR):
         response = app.test_client().post(
@@ -419,8 +435,13 @@ def test_status_callback_needs_a_signature_and_the_fields(
 ) -> None:
     form = {"MessageSid": "SM" + "0" * 32, "MessageStatus": "sent"}
     assert client.post("/twilio/status", data=form).status_code == 403
-    assert post_webhook({"MessageSid": "SM" + "0" * 32}, "/twilio/status").status_code == 400
-    assert post_webhook(dict(form, ErrorCode="abc"), "/twilio/status").status_code == 400
+    assert (
+        post_webhook({"MessageSid": "SM" + "0" * 32}, "/twilio/status").status_code
+        == 400
+    )
+    assert (
+        post_webhook(dict(form, ErrorCode="abc"), "/twilio/status").status_code == 400
+    )
     assert post_webhook(form, "/twilio/status?outbox=x").status_code == 400
     # An unknown message is acknowledged (Twilio would retry otherwise) and logged.
     assert post_webhook(form, "/twilio/status").status_code == 204
@@ -440,3 +461,25 @@ def test_create_app_refuses_to_run_unverified_by_accident(
     )
     response = app.test_client().post("/twilio/sms", data=make_form("help"))
     assert response.status_code == 200
+
+
+def test_conversation_state_lives_in_the_database(
+    post_webhook: PostFn, worker: SendWorker, twilio_api: TwilioAPI, store: SqlStore
+) -> None:
+    # The ticket conversation spans two webhooks; its state is in the database.
+    post_webhook(make_form("ticket", From="+14155550133"))
+    post_webhook(make_form("my screen is blank", From="+14155550133"))
+    post_webhook(make_form("my screen is blank", From="+14155550144"))
+    drain(worker)
+    to_133 = [
+        c["form"]["Body"][0]
+        for c in twilio_api.creates
+        if c["form"]["To"] == ["+14155550133"]
+    ]
+    to_144 = [
+        c["form"]["Body"][0]
+        for c in twilio_api.creates
+        if c["form"]["To"] == ["+14155550144"]
+    ]
+    assert len(to_133) == 2 and "Describe" in to_133[0] and "ticket #" in to_133[1]
+    assert len(to_144) == 1 and "menu" in to_144[0].lower()
