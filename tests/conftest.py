@@ -141,7 +141,6 @@ class TwilioAPI:
         with self.lock:
             self.requests.append(record)
             failure = self.failures.pop(0) if self.failures else None
-            number = len(self.requests)
         if self.stall is not None:
             self.stall.wait(5)
         if failure is not None:
@@ -152,7 +151,7 @@ class TwilioAPI:
                 json.dumps(self._page()), 200, content_type="application/json"
             )
         form = request.form
-        sid = f"SM{number:032x}"
+        sid = "SM" + uuid.uuid4().hex
         media = form.getlist("MediaUrl")
         body = {
             "sid": sid,
