@@ -1,0 +1,306 @@
+"""The emulator's memory: the account, its numbers, virtual phones, messages.
+
+Everything the REST API, the simulated carrier and the phone page share lives
+in one ``EmulatorState``, guarded by one lock. Every change is published as an
+event (a plain dict) to subscribers, which is how the phone page updates live.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import queue
+import secrets
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+
+from textwire.messages import segment_info
+
+__all__ = [
+    "API_VERSION",
+    "EmMedia",
+    "EmMessage",
+    "EmNumber",
+    "EmulatorState",
+    "VirtualPhone",
+    "new_sid",
+    "rfc2822",
+]
+
+API_VERSION = "2010-04-01"
+
+
+def new_sid(prefix: str) -> str:
+    """A Twilio-shaped SID: two letters and 32 hex digits."""
+    return prefix + secrets.token_hex(16)
+
+
+def rfc2822(value: datetime | None) -> str | None:
+    """Twilio's date format: ``Thu, 26 Nov 2026 10:00:00 +0000``."""
+    if value is None:
+        return None
+    return format_datetime(value.astimezone(UTC).replace(microsecond=0))
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclasses.dataclass
+class EmMedia:
+    sid: str
+    url: str
+    content_type: str
+
+
+@dataclasses.dataclass
+class EmMessage:
+    """One message as the emulated Twilio account holds it."""
+
+    sid: str
+    account_sid: str
+    direction: str  # inbound | outbound-api | outbound-reply
+    from_: str
+    to: str
+    body: str
+    status: str
+    media: list[EmMedia] = dataclasses.field(default_factory=list)
+    messaging_service_sid: str | None = None
+    status_callback: str | None = None
+    error_code: int | None = None
+    error_message: str | None = None
+    date_created: datetime = dataclasses.field(default_factory=_utcnow)
+    date_updated: datetime = dataclasses.field(default_factory=_utcnow)
+    date_sent: datetime | None = None
+
+    @property
+    def num_segments(self) -> int:
+        return segment_info(self.body).segments if self.body else 1
+
+    def uri(self) -> str:
+        return f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{self.sid}.json"
+
+    def to_json(self) -> dict[str, Any]:
+        """The message resource exactly as Twilio's API returns it."""
+        return {
+            "account_sid": self.account_sid,
+            "api_version": API_VERSION,
+            "body": self.body,
+            "date_created": rfc2822(self.date_created),
+            "date_sent": rfc2822(self.date_sent),
+            "date_updated": rfc2822(self.date_updated),
+            "direction": self.direction,
+            "error_code": self.error_code,
+            "error_message": self.error_message,
+            "from": self.from_,
+            "messaging_service_sid": self.messaging_service_sid,
+            "num_media": str(len(self.media)),
+            "num_segments": str(self.num_segments),
+            "price": None,
+            "price_unit": "USD",
+            "sid": self.sid,
+            "status": self.status,
+            "subresource_uris": {
+                "media": self.uri().removesuffix(".json") + "/Media.json",
+                "feedback": self.uri().removesuffix(".json") + "/Feedback.json",
+            },
+            "to": self.to,
+            "uri": self.uri(),
+        }
+
+    def to_event(self) -> dict[str, Any]:
+        """What the phone page needs to draw a bubble."""
+        return {
+            "sid": self.sid,
+            "direction": self.direction,
+            "from": self.from_,
+            "to": self.to,
+            "body": self.body,
+            "media": [
+                {"url": m.url, "content_type": m.content_type} for m in self.media
+            ],
+            "status": self.status,
+            "error_code": self.error_code,
+            "error_message": self.error_message,
+            "num_segments": self.num_segments,
+            "encoding": segment_info(self.body).encoding,
+            "date_created": self.date_created.isoformat(),
+        }
+
+
+@dataclasses.dataclass
+class EmNumber:
+    """A phone number the emulated account owns (IncomingPhoneNumber)."""
+
+    sid: str
+    account_sid: str
+    phone_number: str
+    friendly_name: str
+    sms_url: str | None = None
+    sms_method: str = "POST"
+    sms_fallback_url: str | None = None
+    sms_fallback_method: str = "POST"
+    status_callback: str | None = None
+    status_callback_method: str = "POST"
+    date_created: datetime = dataclasses.field(default_factory=_utcnow)
+    date_updated: datetime = dataclasses.field(default_factory=_utcnow)
+
+    def uri(self) -> str:
+        return (
+            f"/{API_VERSION}/Accounts/{self.account_sid}/IncomingPhoneNumbers/"
+            f"{self.sid}.json"
+        )
+
+
+@dataclasses.dataclass
+class VirtualPhone:
+    """A phone in the sandbox that texts the bot's number.
+
+    Attributes:
+        number: E.164.
+        label: a name for people ("Ana, San Francisco").
+        display: the number as a person would type it (national formats too).
+        fate: what the simulated carrier does with messages to it:
+            ``delivered`` (default), ``undelivered`` or ``failed``.
+    """
+
+    number: str
+    label: str
+    display: str
+    country: str
+    fate: str = "delivered"
+    mms: bool = True
+
+
+class EmulatorState:
+    """Account, numbers, phones and messages of the emulator. Thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        account_sid: str,
+        auth_token: str,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.messages: dict[str, EmMessage] = {}
+        self.numbers: dict[str, EmNumber] = {}
+        self.phones: dict[str, VirtualPhone] = {}
+        # (recipient, sender) pairs where the recipient texted STOP.
+        self.opted_out: set[tuple[str, str]] = set()
+        self.media_blobs: dict[str, tuple[bytes, str]] = {}
+        self._subscribers: list[queue.Queue[dict[str, Any]]] = []
+
+    # -- numbers and phones ---------------------------------------------------
+
+    def add_number(
+        self, phone_number: str, friendly_name: str | None = None
+    ) -> EmNumber:
+        with self.lock:
+            number = EmNumber(
+                sid=new_sid("PN"),
+                account_sid=self.account_sid,
+                phone_number=phone_number,
+                friendly_name=friendly_name or phone_number,
+            )
+            self.numbers[number.sid] = number
+            return number
+
+    def number_by_phone(self, phone_number: str) -> EmNumber | None:
+        with self.lock:
+            for number in self.numbers.values():
+                if number.phone_number == phone_number:
+                    return number
+            return None
+
+    def add_phone(self, phone: VirtualPhone) -> VirtualPhone:
+        with self.lock:
+            self.phones[phone.number] = phone
+        self.publish({"type": "phone", "phone": dataclasses.asdict(phone)})
+        return phone
+
+    # -- messages -------------------------------------------------------------
+
+    def add_message(self, message: EmMessage) -> EmMessage:
+        with self.lock:
+            self.messages[message.sid] = message
+        self.publish({"type": "message", "message": message.to_event()})
+        return message
+
+    def get_message(self, sid: str) -> EmMessage | None:
+        with self.lock:
+            return self.messages.get(sid)
+
+    def set_status(
+        self,
+        sid: str,
+        status: str,
+        *,
+        error_code: int | None = None,
+        error_message: str | None = None,
+    ) -> EmMessage | None:
+        with self.lock:
+            message = self.messages.get(sid)
+            if message is None:
+                return None
+            message.status = status
+            message.date_updated = self.clock()
+            if status in ("sent", "delivered", "undelivered") and not message.date_sent:
+                message.date_sent = message.date_updated
+            if error_code is not None:
+                message.error_code = error_code
+                message.error_message = error_message
+        self.publish({"type": "message", "message": message.to_event()})
+        return message
+
+    def all_messages(self) -> list[EmMessage]:
+        """Every message, newest first (Twilio's list order)."""
+        with self.lock:
+            return sorted(
+                self.messages.values(), key=lambda m: m.date_created, reverse=True
+            )
+
+    def conversation(self, phone_number: str) -> list[EmMessage]:
+        """Messages to or from ``phone_number``, oldest first."""
+        with self.lock:
+            items = [
+                m for m in self.messages.values() if phone_number in (m.to, m.from_)
+            ]
+        return sorted(items, key=lambda m: m.date_created)
+
+    # -- events ---------------------------------------------------------------
+
+    def subscribe(self) -> queue.Queue[dict[str, Any]]:
+        q: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=1000)
+        with self.lock:
+            self._subscribers.append(q)
+        return q
+
+    def unsubscribe(self, q: queue.Queue[dict[str, Any]]) -> None:
+        with self.lock:
+            if q in self._subscribers:
+                self._subscribers.remove(q)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        with self.lock:
+            subscribers = list(self._subscribers)
+        for q in subscribers:
+            # A stalled page drops events; it reloads its history on reconnect.
+            with contextlib.suppress(queue.Full):
+                q.put_nowait(event)
+
+    def events(
+        self, q: queue.Queue[dict[str, Any]], timeout: float
+    ) -> Iterator[dict[str, Any]]:
+        """Events from ``q`` until none arrives within ``timeout`` seconds."""
+        while True:
+            try:
+                yield q.get(timeout=timeout)
+            except queue.Empty:
+                return
