@@ -23,7 +23,7 @@ from textwire.errors import (
 )
 from textwire.phone import mask
 from textwire.storage.sql import ClaimedItem, SqlStore
-from textwire.transports.base import OutboundMessage, Transport
+from textwire.transports.base import OutboundMessage, SentRecord, Transport
 from textwire.worker.backoff import compute_backoff
 
 __all__ = ["SendWorker"]
@@ -168,22 +168,22 @@ class SendWorker:
     def _deliver(self, item: ClaimedItem, now: datetime | None) -> None:
         if item.reconcile:
             try:
-                sid = self._reconcile(item)
+                found = self._reconcile(item)
             except SendError as exc:
                 self._retry(item, exc, now, unknown=True)
                 return
-            if sid is not None:
+            if found is not None:
                 logger.info(
                     "outbox %s: found at Twilio as %s after an unclear attempt; "
                     "not sending again",
                     item.id,
-                    sid,
+                    found.sid,
                 )
                 self.store.mark_sent(
                     item,
                     self.worker_id,
-                    sid=sid,
-                    status="queued",
+                    sid=found.sid,
+                    status=found.status,
                     num_segments=None,
                     now=now or datetime.now(UTC),
                 )
@@ -233,7 +233,7 @@ class SendWorker:
             item.attempts,
         )
 
-    def _reconcile(self, item: ClaimedItem) -> str | None:
+    def _reconcile(self, item: ClaimedItem) -> SentRecord | None:
         since = (item.first_attempt_at or item.created_at) - RECONCILE_SLACK
         candidates = [
             record
@@ -246,7 +246,7 @@ class SendWorker:
         taken = self.store.known_sids([record.sid for record in candidates])
         for record in candidates:
             if record.sid not in taken:
-                return record.sid
+                return record
         return None
 
     def _retry(
