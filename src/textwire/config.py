@@ -8,11 +8,14 @@ that names the variable. Everything else receives a ``Settings`` object.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+import phonenumbers
 
 from textwire.errors import ConfigError
 
@@ -68,7 +71,11 @@ class Settings:
             self, "twilio_api_url", _check_url(self.twilio_api_url).rstrip("/")
         )
         region = self.default_region.upper()
-        if len(region) != 2 or not region.isalpha():
+        if (
+            len(region) != 2
+            or not region.isalpha()
+            or region not in phonenumbers.SUPPORTED_REGIONS
+        ):
             raise ConfigError(
                 f"TEXTWIRE_DEFAULT_REGION must be a two-letter region code such as "
                 f"US or GB, not {self.default_region!r}"
@@ -152,9 +159,12 @@ def _cast(var: str, raw: str, kind: object) -> Any:
             raise ConfigError(f"{var} must be a whole number, not {raw!r}") from None
     if kind.startswith("float"):
         try:
-            return float(raw)
+            number = float(raw)
         except ValueError:
             raise ConfigError(f"{var} must be a number, not {raw!r}") from None
+        if not math.isfinite(number):  # nan/inf pass every later range check
+            raise ConfigError(f"{var} must be a finite number, not {raw!r}")
+        return number
     return raw
 
 
