@@ -243,6 +243,7 @@ def send(
         reply = Reply(body, media)
     except InvalidMessage as exc:
         raise click.UsageError(str(exc)) from None
+    transport = None if queue_only else _transport(settings, dry_run=False)
     info = reply.segments
     out.print(
         f"to {mask(recipient)}: {info}" + (f", {len(media)} media" if media else "")
@@ -253,7 +254,6 @@ def send(
             + " ".join(repr(c) for c in info.unicode_chars)
         )
 
-    transport = None if queue_only else _transport(settings, dry_run=False)
     store = _open_store(settings)
     from textwire.service import queue_message
 
