@@ -47,6 +47,9 @@ class Bot:
             settings' ``TEXTWIRE_APOLOGY``, ``""`` sends nothing.
         conversation_timeout: forget a conversation's state after this long.
         media_folder: files served at ``/media/<path>`` for the bot's own images.
+        handle_opt_out: honour STOP/START keywords before any handler runs
+            (``textwire.optout``); turn it off when a Messaging Service's
+            Advanced Opt-Out handles them and the bot should see every message.
     """
 
     def __init__(
@@ -56,8 +59,10 @@ class Bot:
         apology: str | None = None,
         conversation_timeout: timedelta | None = None,
         media_folder: str | Path | None = None,
+        handle_opt_out: bool = True,
     ) -> None:
         self.name = name
+        self.handle_opt_out = handle_opt_out
         self.apology = apology
         self.conversation_timeout = conversation_timeout
         self.media_folder = Path(media_folder) if media_folder else None

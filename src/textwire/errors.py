@@ -5,6 +5,7 @@ TextwireError
 ├── RegistrationError           # handler/router registered after the first dispatch
 ├── InvalidPhoneNumber          # (also ValueError) a number normalize() cannot accept
 ├── InvalidMessage              # (also ValueError) a reply over one of Twilio's limits
+├── RecipientOptedOut           # the recipient replied STOP: refused locally, no API call
 ├── WebhookError
 │   ├── InvalidSignature        # missing or forged X-Twilio-Signature
 │   └── MalformedWebhook        # a form Twilio would never send
@@ -29,6 +30,7 @@ __all__ = [
     "MalformedWebhook",
     "PermanentSendError",
     "RateLimited",
+    "RecipientOptedOut",
     "RegistrationError",
     "SendError",
     "StorageError",
@@ -74,6 +76,10 @@ def _masked(raw: object) -> str:
 
 class InvalidMessage(TextwireError, ValueError):
     """A message that breaks one of Twilio's limits (body length, media count, URL)."""
+
+
+class RecipientOptedOut(TextwireError):
+    """The recipient opted out (replied STOP); nothing is sent until START."""
 
 
 class WebhookError(TextwireError):

@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 
 from textwire.bot import Bot
 from textwire.config import Settings
-from textwire.errors import ConfigError
+from textwire.errors import ConfigError, RecipientOptedOut
 from textwire.messages import Inbound, Reply
+from textwire.optout import classify
 from textwire.phone import mask, normalize, normalize_sender
 from textwire.storage.sql import SqlStore
 
@@ -21,12 +22,17 @@ logger = logging.getLogger("textwire.inbound")
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class InboundResult:
-    """What happened to one webhook delivery."""
+    """What happened to one webhook delivery.
+
+    ``keyword`` is the opt-out keyword the message was (``stop``, ``start``),
+    handled by textwire itself: Twilio answers those, the bot does not.
+    """
 
     message_id: int | None
     duplicate: bool
     replies: tuple[Reply, ...] = ()
     outbox_ids: tuple[int, ...] = ()
+    keyword: str | None = None
 
 
 def handle_inbound(
@@ -53,7 +59,32 @@ def handle_inbound(
                 mask(msg.from_),
             )
             return InboundResult(message_id=None, duplicate=True)
-        store.ensure_contact(conn, msg.from_, now)
+        opted_out = store.ensure_contact(conn, msg.from_, now)
+        keyword = (
+            classify(msg.body, msg.params.get("OptOutType"))
+            if bot.handle_opt_out
+            else None
+        )
+        if keyword == "stop" or (keyword == "start" and opted_out):
+            store.set_opt_out(conn, msg.from_, keyword == "stop", now)
+            logger.info(
+                "inbound %s from=%s: %s, contact opted %s; no bot reply",
+                msg.sid,
+                mask(msg.from_),
+                msg.body.strip().upper() or keyword.upper(),
+                "out" if keyword == "stop" else "back in",
+            )
+            return InboundResult(
+                message_id=message_id, duplicate=False, keyword=keyword
+            )
+        if opted_out and bot.handle_opt_out:
+            logger.info(
+                "inbound %s from=%s: contact has opted out (STOP); stored, no reply "
+                "until they text START",
+                msg.sid,
+                mask(msg.from_),
+            )
+            return InboundResult(message_id=message_id, duplicate=False)
         replies = bot.dispatch(
             msg,
             state_store=store.state_store(conn),
@@ -114,6 +145,7 @@ def queue_message(
         InvalidPhoneNumber: ``to`` is not a valid number.
         InvalidMessage: the message breaks one of Twilio's limits.
         ConfigError: no sender is configured.
+        RecipientOptedOut: the recipient replied STOP.
     """
     reply = Reply(body, media)
     recipient = normalize(to, settings.default_region)
@@ -126,6 +158,11 @@ def queue_message(
             )
         from_ = normalize_sender(settings.twilio_phone_number, settings.default_region)
     with store.begin() as conn:
+        if store.ensure_contact(conn, recipient, now or datetime.now(UTC)):
+            raise RecipientOptedOut(
+                f"{mask(recipient)} opted out (replied STOP): not sent. They can "
+                "text START to opt back in."
+            )
         return store.enqueue(
             conn,
             to=recipient,

@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased
 
+from textwire.codes import CODES
 from textwire.conversation import ConversationKey, StateRecord
 from textwire.errors import StorageError
 from textwire.messages import Inbound, segment_info
@@ -202,6 +203,18 @@ class SqlStore:
         conn.execute(stmt.on_conflict_do_nothing(index_elements=["phone"]))
         opted = conn.execute(select(Contact.opted_out).where(Contact.phone == phone))
         return bool(opted.scalar_one())
+
+    def opted_out_among(self, phones: Sequence[str]) -> set[str]:
+        """Which of ``phones`` have opted out."""
+        if not phones:
+            return set()
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Contact.phone).where(
+                    Contact.phone.in_(set(phones)), Contact.opted_out.is_(True)
+                )
+            )
+            return set(rows.scalars())
 
     def set_opt_out(
         self, conn: Connection, phone: str, opted_out: bool, now: datetime
@@ -467,7 +480,11 @@ class SqlStore:
         error_message: str | None,
         now: datetime,
     ) -> bool:
-        """Apply a status callback; return whether a message was found."""
+        """Apply a status callback; return whether a message was found.
+
+        The status only moves forward; an opt-out error code (21610) marks the
+        recipient opted out.
+        """
         with self.begin() as conn:
             where: Any
             if outbox_id is not None:
@@ -487,7 +504,9 @@ class SqlStore:
                 where = Message.sid == sid
             else:
                 return False
-            found = conn.execute(select(Message.id).where(where)).first()
+            found = conn.execute(
+                select(Message.id, Message.to_number).where(where)
+            ).first()
             if found is None:
                 return False
             if error_code is not None:
@@ -496,6 +515,10 @@ class SqlStore:
                     .where(where)
                     .values(error_code=error_code, error_message=error_message)
                 )
+                code = CODES.get(error_code)
+                if code is not None and code.opt_out:
+                    # Twilio says the recipient replied STOP (21610).
+                    self.set_opt_out(conn, found.to_number, True, now)
             self._advance_status(conn, where, status, now)
             return True
 

@@ -30,6 +30,8 @@ __all__ = ["SendWorker"]
 
 logger = logging.getLogger("textwire.worker")
 
+OPTED_OUT = 21610
+
 # How far before the first attempt to look when reconciling (clock skew).
 RECONCILE_SLACK = timedelta(minutes=2)
 
@@ -101,15 +103,20 @@ class SendWorker:
         )
         if not items:
             return 0
+        opted_out = self.store.opted_out_among([item.to for item in items])
+
+        def process(item: ClaimedItem) -> None:
+            self._process(item, now, opted_out=item.to in opted_out)
+
         if self.concurrency == 1 or len(items) == 1:
             for item in items:
-                self._process(item, now)
+                process(item)
         else:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(
                     self.concurrency, thread_name_prefix="textwire-send"
                 )
-            list(self._pool.map(lambda item: self._process(item, now), items))
+            list(self._pool.map(process, items))
         return len(items)
 
     def run_forever(self, stop: threading.Event) -> None:
@@ -158,14 +165,18 @@ class SendWorker:
 
     # -- one row ---------------------------------------------------------------
 
-    def _process(self, item: ClaimedItem, now: datetime | None) -> None:
+    def _process(
+        self, item: ClaimedItem, now: datetime | None, *, opted_out: bool = False
+    ) -> None:
         try:
-            self._deliver(item, now)
+            self._deliver(item, now, opted_out=opted_out)
         except Exception:
             # The lease runs out and the row is reconciled then; nothing is lost.
             logger.exception("outbox %s: unexpected failure", item.id)
 
-    def _deliver(self, item: ClaimedItem, now: datetime | None) -> None:
+    def _deliver(
+        self, item: ClaimedItem, now: datetime | None, *, opted_out: bool
+    ) -> None:
         if item.reconcile:
             try:
                 found = self._reconcile(item)
@@ -191,6 +202,16 @@ class SendWorker:
             if item.attempts > self.max_attempts:
                 self._fail(item, None, "gave up: Twilio never confirmed it", now)
                 return
+
+        if opted_out:
+            # Refused here, without an API call: Twilio would answer 21610.
+            self._fail(
+                item,
+                OPTED_OUT,
+                "recipient opted out (replied STOP); not sent until they text START",
+                now,
+            )
+            return
 
         message = OutboundMessage(
             to=item.to,
