@@ -95,7 +95,7 @@ def test_sending_to_an_opted_out_contact_is_refused_locally(
     settings: Settings,
 ) -> None:
     # Given a reply already queued when the contact texts STOP
-    outbox_id = queue_message(
+    (outbox_id,) = queue_message(
         store, to=ALICE, body="your order shipped", settings=settings
     )
     post_webhook(make_form("STOP", From=ALICE))

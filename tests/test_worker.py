@@ -151,7 +151,7 @@ def test_reply_with_text_and_two_media_is_sent_as_one_message(
 ) -> None:
     # Given a reply queued with a national-format number, text and two pictures
     settings = SETTINGS.replace(twilio_phone_number=BOT_NUMBER)
-    outbox_id = queue_message(
+    (outbox_id,) = queue_message(
         store,
         to="(415) 555-0199",
         body="Here are your tickets",
@@ -783,7 +783,7 @@ def twilio_worker(
 
 @pytest.fixture
 def reply_id(store: SqlStore, settings: Settings) -> int:
-    return queue_message(
+    (outbox_id,) = queue_message(
         store,
         to=PHONE,
         body="Here is your receipt",
@@ -791,6 +791,7 @@ def reply_id(store: SqlStore, settings: Settings) -> int:
         settings=settings,
         now=NOW,
     )
+    return outbox_id
 
 
 def test_twilio_one_post_with_everything(

@@ -128,11 +128,13 @@ class Bot:
         now: datetime | None = None,
         public_url: str | None = None,
         default_apology: str = DEFAULT_APOLOGY,
+        check_reply: Callable[[Reply], None] | None = None,
     ) -> list[Reply]:
         """Run the matching handler for ``msg`` and return its replies, in order.
 
         Never raises because of a handler: its exception is logged with its
         traceback, passed to the error hooks, and answered with the apology.
+        ``check_reply`` may refuse a reply (raise) as if the handler had raised.
         """
         self.freeze()
         now = now or datetime.now(UTC)
@@ -148,7 +150,11 @@ class Bot:
                 self.logger.info("no handler matched message %s", msg.sid)
                 return []
             result = route.handler(msg, ctx)
-            return [*ctx.replies, *to_replies(result)]
+            replies = [*ctx.replies, *to_replies(result)]
+            if check_reply is not None:
+                for reply in replies:
+                    check_reply(reply)
+            return replies
         except Exception as exc:
             where = route.name if route else "filters"
             self.logger.exception(

@@ -17,6 +17,7 @@ from textwire.errors import (
     ConfigError,
     InvalidMessage,
     InvalidPhoneNumber,
+    RecipientOptedOut,
     StorageError,
 )
 from textwire.log import configure_logging
@@ -227,8 +228,18 @@ def worker() -> None:
     help="Queue and return; a running `textwire run` or worker sends it.",
 )
 @click.option("--timeout", default=120.0, show_default=True, type=click.FloatRange(1))
+@click.option(
+    "--probe",
+    is_flag=True,
+    help="HEAD-check each media URL first (reachable, a media type, within limits).",
+)
 def send(
-    to: str, body: str, media: tuple[str, ...], queue_only: bool, timeout: float
+    to: str,
+    body: str,
+    media: tuple[str, ...],
+    queue_only: bool,
+    timeout: float,
+    probe: bool,
 ) -> None:
     """Send one message (text and images as one MMS) through the outbox."""
     settings = _settings()
@@ -254,41 +265,66 @@ def send(
             + " ".join(repr(c) for c in info.unicode_chars)
         )
 
+    if probe or settings.probe_media:
+        from textwire.media import probe_media
+
+        problems = probe_media(reply.media)
+        if problems:
+            raise click.UsageError("media check failed:\n  " + "\n  ".join(problems))
+
     store = _open_store(settings)
     from textwire.service import queue_message
 
     try:
-        outbox_id = queue_message(
+        outbox_ids = queue_message(
             store, to=recipient, body=reply.body, media=reply.media, settings=settings
         )
-    except ConfigError as exc:
+    except (ConfigError, InvalidMessage) as exc:
         raise click.UsageError(str(exc)) from None
+    except RecipientOptedOut as exc:
+        _fail(str(exc))
+        return
+    names = ", ".join(f"#{i}" for i in outbox_ids)
+    if len(outbox_ids) > 1:
+        out.print(
+            f"{mask(recipient)} cannot receive MMS: the media go as links, "
+            f"in {len(outbox_ids)} messages"
+        )
     if transport is None:
-        out.print(f"queued as outbox #{outbox_id}")
+        out.print(f"queued as outbox {names}")
         return
 
     from textwire.worker import SendWorker
 
     send_worker = SendWorker(store, transport, settings=settings)
     deadline = time.monotonic() + timeout
-    row: dict[str, Any] | None = None
-    with console.status(f"sending outbox #{outbox_id}…"):
+    rows: list[dict[str, Any] | None] = []
+    with console.status(f"sending outbox {names}…"):
         while time.monotonic() < deadline:
             send_worker.run_once()
-            row = store.outbox_row(outbox_id)
-            if row and row["status"] in ("sent", "failed"):
+            rows = [store.outbox_row(i) for i in outbox_ids]
+            if all(row and row["status"] in ("sent", "failed") for row in rows):
                 break
             time.sleep(0.25)
     send_worker.stop()
-    if row is None or row["status"] not in ("sent", "failed"):
-        _fail(
-            f"outbox #{outbox_id} not sent within {timeout:.0f} s "
-            f"(last error: {row and row['last_error']}); it stays queued"
-        )
-        return
-    if row["status"] == "failed":
-        _fail(f"outbox #{outbox_id} failed: {row['last_error']}")
-    out.print(f"sent: [bold]{row['sid']}[/] ({row['message_status']})")
+    failed = False
+    for outbox_id, row in zip(outbox_ids, rows, strict=True):
+        if row is None or row["status"] not in ("sent", "failed"):
+            last = row["last_error"] if row else None
+            console.print(
+                f"[bold red]error:[/] outbox #{outbox_id} not sent within "
+                f"{timeout:.0f} s (last error: {last}); it stays queued"
+            )
+            failed = True
+        elif row["status"] == "failed":
+            console.print(
+                f"[bold red]error:[/] outbox #{outbox_id} failed: {row['last_error']}"
+            )
+            failed = True
+        else:
+            out.print(f"sent: [bold]{row['sid']}[/] ({row['message_status']})")
+    if failed:
+        sys.exit(1)
 
 
 # -- db ----------------------------------------------------------------------

@@ -63,6 +63,11 @@ class Settings:
     lease_seconds: float = 60.0
     # What a phone gets when a handler raises
     apology: str = DEFAULT_APOLOGY
+    # Media: what to do for phones without MMS (link | drop | send), whether
+    # private hosts are allowed in media URLs, and whether to HEAD-check them
+    mms_fallback: str = "link"
+    allow_private_media: bool = False
+    probe_media: bool = False
 
     def __post_init__(self) -> None:
         if self.public_url is not None:
@@ -89,6 +94,11 @@ class Settings:
                 raise ConfigError(f"{name} must be greater than 0")
         if self.max_request_bytes < 1024:
             raise ConfigError("max_request_bytes must be at least 1024")
+        if self.mms_fallback not in ("link", "drop", "send"):
+            raise ConfigError(
+                "TEXTWIRE_MMS_FALLBACK must be link, drop or send, not "
+                f"{self.mms_fallback!r}"
+            )
 
     @property
     def has_twilio_credentials(self) -> bool:

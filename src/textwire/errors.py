@@ -5,7 +5,7 @@ TextwireError
 ├── RegistrationError           # handler/router registered after the first dispatch
 ├── InvalidPhoneNumber          # (also ValueError) a number normalize() cannot accept
 ├── InvalidMessage              # (also ValueError) a reply over one of Twilio's limits
-├── RecipientOptedOut           # the recipient replied STOP: refused locally, no API call
+├── RecipientOptedOut           # the recipient replied STOP: refused, no API call
 ├── WebhookError
 │   ├── InvalidSignature        # missing or forged X-Twilio-Signature
 │   └── MalformedWebhook        # a form Twilio would never send

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import cast
 
 from textwire.bot import Bot
 from textwire.config import Settings
 from textwire.errors import ConfigError, RecipientOptedOut
+from textwire.media import MmsPolicy, apply_mms_policy, check_media_host
 from textwire.messages import Inbound, Reply
 from textwire.optout import classify
 from textwire.phone import mask, normalize, normalize_sender
@@ -91,7 +93,14 @@ def handle_inbound(
             now=now,
             public_url=public_url,
             default_apology=settings.apology,
+            check_reply=media_checker(settings, public_url),
         )
+        policy = cast(MmsPolicy, settings.mms_fallback)
+        replies = [
+            part
+            for reply in replies
+            for part in apply_mms_policy(msg.from_, reply, policy)
+        ]
         from_, service = _reply_sender(msg, settings)
         outbox_ids = tuple(
             store.enqueue(
@@ -122,6 +131,22 @@ def handle_inbound(
     )
 
 
+def media_checker(
+    settings: Settings, public_url: str | None
+) -> Callable[[Reply], None] | None:
+    """Refuse media URLs Twilio cannot fetch (private hosts), except the bot's own."""
+    if settings.allow_private_media:
+        return None
+    own = public_url.rstrip("/") + "/" if public_url else None
+
+    def check(reply: Reply) -> None:
+        for url in reply.media:
+            if own is None or not url.startswith(own):
+                check_media_host(url)
+
+    return check
+
+
 def _reply_sender(msg: Inbound, settings: Settings) -> tuple[str | None, str | None]:
     # Answer from the number the contact texted, unless a Messaging Service
     # is configured to choose the sender.
@@ -138,8 +163,11 @@ def queue_message(
     media: Sequence[str] = (),
     settings: Settings,
     now: datetime | None = None,
-) -> int:
-    """Queue one outbound message (``textwire send``); return its outbox id.
+) -> list[int]:
+    """Queue one outbound message (``textwire send``); return its outbox ids.
+
+    One id, unless the MMS policy turned pictures for a phone without MMS
+    into links that did not fit beside the text (then two, in order).
 
     Raises:
         InvalidPhoneNumber: ``to`` is not a valid number.
@@ -148,7 +176,11 @@ def queue_message(
         RecipientOptedOut: the recipient replied STOP.
     """
     reply = Reply(body, media)
+    check = media_checker(settings, settings.public_url)
+    if check is not None:
+        check(reply)
     recipient = normalize(to, settings.default_region)
+    parts = apply_mms_policy(recipient, reply, cast(MmsPolicy, settings.mms_fallback))
     from_: str | None = None
     service = settings.twilio_messaging_service_sid
     if not service:
@@ -163,12 +195,15 @@ def queue_message(
                 f"{mask(recipient)} opted out (replied STOP): not sent. They can "
                 "text START to opt back in."
             )
-        return store.enqueue(
-            conn,
-            to=recipient,
-            body=reply.body,
-            media=reply.media,
-            from_=from_,
-            messaging_service_sid=service,
-            now=now or datetime.now(UTC),
-        )
+        return [
+            store.enqueue(
+                conn,
+                to=recipient,
+                body=part.body,
+                media=part.media,
+                from_=from_,
+                messaging_service_sid=service,
+                now=now or datetime.now(UTC),
+            )
+            for part in parts
+        ]

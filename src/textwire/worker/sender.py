@@ -21,6 +21,7 @@ from textwire.errors import (
     StorageError,
     TemporarySendError,
 )
+from textwire.media import probe_media
 from textwire.phone import mask
 from textwire.storage.sql import ClaimedItem, SqlStore
 from textwire.transports.base import OutboundMessage, SentRecord, Transport
@@ -72,6 +73,7 @@ class SendWorker:
         self.concurrency = settings.worker_concurrency
         self.lease = timedelta(seconds=settings.lease_seconds)
         self.poll_interval = settings.worker_poll_interval
+        self.probe_media = settings.probe_media
         self.worker_id = worker_id or (
             f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         )
@@ -212,6 +214,14 @@ class SendWorker:
                 now,
             )
             return
+
+        if self.probe_media and item.media:
+            problems = probe_media(item.media)
+            if problems:
+                self._fail(
+                    item, None, "media check failed: " + "; ".join(problems), now
+                )
+                return
 
         message = OutboundMessage(
             to=item.to,
