@@ -213,6 +213,7 @@ def settings(database_url: str) -> Settings:
         backoff_base=1.0,
         max_send_attempts=3,
         worker_concurrency=1,
+        rate_limit=False,  # pacing has its own tests (test_ratelimit.py)
     )
 
 

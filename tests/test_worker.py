@@ -51,6 +51,7 @@ SETTINGS = Settings(
     max_send_attempts=3,
     worker_concurrency=1,
     lease_seconds=60,
+    rate_limit=False,  # pacing has its own tests (test_ratelimit.py)
 )
 TICK = timedelta(milliseconds=1)
 

@@ -61,6 +61,11 @@ class Settings:
     worker_batch_size: int = 20
     worker_concurrency: int = 4
     lease_seconds: float = 60.0
+    # Per-sender pacing shared by all workers (segments per second; None: the
+    # default for the kind of sender, see textwire.ratelimit)
+    rate_limit: bool = True
+    rate_limit_mps: float | None = None
+    rate_limit_max_wait: float = 1.0
     # What a phone gets when a handler raises
     apology: str = DEFAULT_APOLOGY
     # Media: what to do for phones without MMS (link | drop | send), whether
@@ -89,6 +94,10 @@ class Settings:
         for name in ("max_send_attempts", "worker_batch_size", "worker_concurrency"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
+        if self.rate_limit_mps is not None and self.rate_limit_mps <= 0:
+            raise ConfigError("TEXTWIRE_RATE_LIMIT_MPS must be greater than 0")
+        if self.rate_limit_max_wait < 0:
+            raise ConfigError("TEXTWIRE_RATE_LIMIT_MAX_WAIT must not be negative")
         for name in ("twilio_timeout", "worker_poll_interval", "lease_seconds"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be greater than 0")

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Dialect,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -29,6 +30,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "Base",
+    "RateLimit",
     "Contact",
     "ConversationStateRow",
     "Message",
@@ -171,3 +173,12 @@ class OutboxItem(Base):
         Index(None, "status", "next_attempt_at"),
         Index(None, "to_number", "id"),
     )
+
+
+class RateLimit(Base):
+    """When each sender may next send, shared by every worker (epoch seconds)."""
+
+    __tablename__ = "rate_limits"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    next_at: Mapped[float] = mapped_column(Double)

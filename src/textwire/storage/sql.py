@@ -35,7 +35,7 @@ from textwire.conversation import ConversationKey, StateRecord
 from textwire.errors import StorageError
 from textwire.messages import Inbound, segment_info
 
-from .schema import Contact, ConversationStateRow, Message, OutboxItem
+from .schema import Contact, ConversationStateRow, Message, OutboxItem, RateLimit
 
 __all__ = [
     "STATUS_RANK",
@@ -364,6 +364,65 @@ class SqlStore:
         ]
         items.sort(key=lambda item: item.id)
         return items
+
+    def defer(
+        self, item: ClaimedItem, worker_id: str, *, until: datetime, now: datetime
+    ) -> bool:
+        """Put a claimed row back untouched, due at ``until`` (not an attempt)."""
+        with self.begin() as conn:
+            return self._finish(
+                conn,
+                item,
+                worker_id,
+                now,
+                status="unknown" if item.reconcile else "queued",
+                next_attempt_at=until,
+                attempts=OutboxItem.attempts - 1,
+            )
+
+    # -- rate limits -----------------------------------------------------------
+
+    def reserve_rate(
+        self, key: str, *, cost: float, now: float, max_wait: float
+    ) -> tuple[bool, float]:
+        """Take ``cost`` seconds of sender ``key``'s capacity, atomically.
+
+        Returns ``(True, start)`` with the time this send may start (at most
+        ``max_wait`` from ``now``), or ``(False, available)`` with the time the
+        sender is free again when that is further away. Times are epoch seconds.
+        """
+        table = RateLimit.__table__
+        later = case((table.c.next_at > now, table.c.next_at), else_=now)
+        stmt = (
+            self._insert(RateLimit)
+            .values(key=key, next_at=now + cost)
+            .on_conflict_do_update(
+                index_elements=["key"],
+                set_={"next_at": later + cost},
+                where=table.c.next_at <= now + max_wait,
+            )
+            .returning(table.c.next_at)
+        )
+        with self.begin() as conn:
+            reserved = conn.execute(stmt).scalar_one_or_none()
+            if reserved is not None:
+                return True, float(reserved) - cost
+            available = conn.execute(
+                select(table.c.next_at).where(table.c.key == key)
+            ).scalar_one()
+            return False, float(available)
+
+    def slow_down(self, key: str, *, until: float) -> None:
+        """Keep every worker off sender ``key`` until ``until`` (after a 429)."""
+        table = RateLimit.__table__
+        later = case((table.c.next_at > until, table.c.next_at), else_=until)
+        stmt = (
+            self._insert(RateLimit)
+            .values(key=key, next_at=until)
+            .on_conflict_do_update(index_elements=["key"], set_={"next_at": later})
+        )
+        with self.begin() as conn:
+            conn.execute(stmt)
 
     def _finish(
         self,

@@ -7,7 +7,9 @@ import os
 import random
 import socket
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -22,7 +24,9 @@ from textwire.errors import (
     TemporarySendError,
 )
 from textwire.media import probe_media
+from textwire.messages import segment_info
 from textwire.phone import mask
+from textwire.ratelimit import send_cost
 from textwire.storage.sql import ClaimedItem, SqlStore
 from textwire.transports.base import OutboundMessage, SentRecord, Transport
 from textwire.worker.backoff import compute_backoff
@@ -35,6 +39,11 @@ OPTED_OUT = 21610
 
 # How far before the first attempt to look when reconciling (clock skew).
 RECONCILE_SLACK = timedelta(minutes=2)
+
+
+def sender_key(item: ClaimedItem) -> str:
+    """Which sender's rate limit a row counts against."""
+    return item.from_ or item.messaging_service_sid or "default"
 
 
 class SendWorker:
@@ -62,6 +71,7 @@ class SendWorker:
         settings: Settings | None = None,
         worker_id: str | None = None,
         rng: random.Random | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         settings = settings or Settings()
         self.store = store
@@ -74,6 +84,10 @@ class SendWorker:
         self.lease = timedelta(seconds=settings.lease_seconds)
         self.poll_interval = settings.worker_poll_interval
         self.probe_media = settings.probe_media
+        self.rate_limit = settings.rate_limit
+        self.rate_mps = settings.rate_limit_mps
+        self.rate_max_wait = settings.rate_limit_max_wait
+        self._sleep = sleep
         self.worker_id = worker_id or (
             f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         )
@@ -223,6 +237,9 @@ class SendWorker:
                 )
                 return
 
+        if self.rate_limit and not self._pace(item, now):
+            return
+
         message = OutboundMessage(
             to=item.to,
             body=item.body,
@@ -264,6 +281,27 @@ class SendWorker:
             item.attempts,
         )
 
+    def _pace(self, item: ClaimedItem, now: datetime | None) -> bool:
+        """Wait for the sender's next free slot, or defer the row; False if deferred."""
+        at = now or datetime.now(UTC)
+        key = sender_key(item)
+        cost = send_cost(key, segment_info(item.body).segments, self.rate_mps)
+        start = at.timestamp()
+        reserved, when = self.store.reserve_rate(
+            key, cost=cost, now=start, max_wait=self.rate_max_wait
+        )
+        if not reserved:
+            self.store.defer(
+                item, self.worker_id, until=datetime.fromtimestamp(when, UTC), now=at
+            )
+            logger.debug(
+                "outbox %s deferred %.1f s by the rate limit", item.id, when - start
+            )
+            return False
+        if when > start:
+            self._sleep(when - start)
+        return True
+
     def _reconcile(self, item: ClaimedItem) -> SentRecord | None:
         since = (item.first_attempt_at or item.created_at) - RECONCILE_SLACK
         candidates = [
@@ -300,8 +338,12 @@ class SendWorker:
         delay = compute_backoff(
             item.attempts, base=self.backoff_base, cap=self.backoff_cap, rng=self._rng
         )
-        if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            delay = exc.retry_after
+        if isinstance(exc, RateLimited):
+            if exc.retry_after is not None:
+                delay = exc.retry_after
+            if self.rate_limit:
+                # Slow the sender down for every worker, not just this row.
+                self.store.slow_down(sender_key(item), until=at.timestamp() + delay)
         self.store.mark_retry(
             item,
             self.worker_id,
