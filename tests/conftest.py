@@ -7,9 +7,12 @@ import json
 import os
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -93,6 +96,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL schema of its own (for tests only PostgreSQL can run)."""
+    require_postgres()
+    yield from _postgres_schema_url()
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'textwire.db'}"
 
@@ -120,7 +130,9 @@ class TwilioAPI:
         default_factory=list
     )
     stall: threading.Event | None = None
+    latency: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    created: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -141,6 +153,8 @@ class TwilioAPI:
         with self.lock:
             self.requests.append(record)
             failure = self.failures.pop(0) if self.failures else None
+        if self.latency:
+            time.sleep(self.latency)  # sleep-ok: simulated API latency, server side
         if self.stall is not None:
             self.stall.wait(5)
         if failure is not None:
@@ -148,7 +162,9 @@ class TwilioAPI:
             return Response(json.dumps(body), status, headers, "application/json")
         if request.method == "GET":
             return Response(
-                json.dumps(self._page()), 200, content_type="application/json"
+                json.dumps(self._page(request.args)),
+                200,
+                content_type="application/json",
             )
         form = request.form
         sid = "SM" + uuid.uuid4().hex
@@ -165,9 +181,9 @@ class TwilioAPI:
             "num_media": str(len(media)),
             "direction": "outbound-api",
             "api_version": "2010-04-01",
-            "date_created": "Thu, 26 Nov 2026 10:00:00 +0000",
-            "date_updated": "Thu, 26 Nov 2026 10:00:00 +0000",
-            "date_sent": None,
+            "date_created": format_datetime(datetime.now(UTC).replace(microsecond=0)),
+            "date_updated": format_datetime(datetime.now(UTC).replace(microsecond=0)),
+            "date_sent": format_datetime(datetime.now(UTC).replace(microsecond=0)),
             "error_code": None,
             "error_message": None,
             "price": None,
@@ -175,11 +191,20 @@ class TwilioAPI:
             "uri": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}.json",
             "subresource_uris": {},
         }
+        with self.lock:
+            self.created.append(body)
         return Response(json.dumps(body), 201, content_type="application/json")
 
-    def _page(self) -> dict[str, Any]:
+    def _page(self, args: Any) -> dict[str, Any]:
+        with self.lock:
+            found = [
+                m
+                for m in reversed(self.created)
+                if m["to"] == args.get("To", m["to"])
+                and m["from"] == args.get("From", m["from"])
+            ]
         return {
-            "messages": [],
+            "messages": found,
             "end": 0,
             "first_page_uri": "/",
             "next_page_uri": None,
