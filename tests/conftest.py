@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import threading
 import time
@@ -133,6 +134,11 @@ class TwilioAPI:
     latency: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
     created: list[dict[str, Any]] = field(default_factory=list)
+    # Random faults on creates: shares answered 500, 429 (Retry-After 1), and
+    # accepted but answered only after ``chaos_stall`` seconds.
+    chaos: tuple[float, float, float] | None = None
+    chaos_stall: float = 1.5
+    rng: random.Random = field(default_factory=lambda: random.Random(7))
 
     @property
     def url(self) -> str:
@@ -150,9 +156,12 @@ class TwilioAPI:
             "args": dict(request.args),
             "auth": request.authorization.username if request.authorization else None,
         }
+        stall_after = False
         with self.lock:
             self.requests.append(record)
             failure = self.failures.pop(0) if self.failures else None
+            if failure is None and self.chaos and request.method == "POST":
+                failure, stall_after = self._roll()
         if self.latency:
             time.sleep(self.latency)  # sleep-ok: simulated API latency, server side
         if self.stall is not None:
@@ -193,7 +202,21 @@ class TwilioAPI:
         }
         with self.lock:
             self.created.append(body)
+        if stall_after:
+            time.sleep(self.chaos_stall)  # sleep-ok: the answer comes too late
         return Response(json.dumps(body), 201, content_type="application/json")
+
+    def _roll(self) -> tuple[tuple[int, dict[str, Any], dict[str, str]] | None, bool]:
+        assert self.chaos is not None
+        p500, p429, pstall = self.chaos
+        draw = self.rng.random()
+        if draw < p500:
+            error = {"code": 20500, "message": "Internal Server Error", "status": 500}
+            return (500, error, {}), False
+        if draw < p500 + p429:
+            error = {"code": 20429, "message": "Too Many Requests", "status": 429}
+            return (429, error, {"Retry-After": "1"}), False
+        return None, draw < p500 + p429 + pstall
 
     def _page(self, args: Any) -> dict[str, Any]:
         with self.lock:

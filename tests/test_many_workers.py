@@ -191,3 +191,32 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(
     assert taken_over, "the killed worker held no rows: the test proved nothing"
     # Some of them had reached Twilio before the kill: adopted, not sent again.
     assert set(taken_over) & created_before_kill
+
+
+def test_workers_under_500s_429s_and_stalls_send_everything_exactly_once(
+    pg_store: SqlStore, slow_api: TwilioAPI, spawn_worker: Spawn
+) -> None:
+    # Given an API that answers 10% of creates 500, 10% 429, and accepts 5% but
+    # answers them after our 0.5 s timeout
+    slow_api.latency = 0.05
+    slow_api.chaos = (0.10, 0.10, 0.05)
+    ids = [
+        queue_message(
+            pg_store, to=f"+1415555{i % 25:04d}", body=f"note {i}", settings=SETTINGS
+        )[0]
+        for i in range(75)
+    ]
+    fast = {
+        "TEXTWIRE_TWILIO_TIMEOUT": "0.5",
+        "TEXTWIRE_BACKOFF_BASE": "0.2",
+        "TEXTWIRE_BACKOFF_CAP": "1",
+        "TEXTWIRE_MAX_SEND_ATTEMPTS": "20",
+    }
+    for _ in range(3):
+        spawn_worker(**fast)
+    wait_for(lambda: all_sent(pg_store, ids), timeout=120)
+    # Then each message exists exactly once at Twilio, and none is missing
+    created = Counter(body["body"] for body in slow_api.created)
+    assert created == Counter(f"note {i}" for i in range(75))
+    # and the faults really happened: refused POSTs were retried
+    assert len(slow_api.creates) > len(slow_api.created) == 75
