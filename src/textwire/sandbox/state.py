@@ -18,6 +18,7 @@ from email.utils import format_datetime
 from typing import Any
 
 from textwire.messages import segment_info
+from textwire.phone import region_of
 
 __all__ = [
     "API_VERSION",
@@ -154,6 +155,52 @@ class EmNumber:
             f"{self.sid}.json"
         )
 
+    def to_json(self) -> dict[str, Any]:
+        """The IncomingPhoneNumber resource as Twilio's API returns it.
+
+        Unset webhook URLs are ``""``, as in Twilio's own example; the voice,
+        address and regulatory fields the emulator does not model are their
+        neutral values (``null``, ``false``, ``"none"``).
+        """
+        mms = region_of(self.phone_number) in ("US", "CA")
+        return {
+            "account_sid": self.account_sid,
+            "address_requirements": "none",
+            "address_sid": None,
+            "api_version": API_VERSION,
+            "beta": False,
+            "bundle_sid": None,
+            "capabilities": {"fax": False, "mms": mms, "sms": True, "voice": True},
+            "date_created": rfc2822(self.date_created),
+            "date_updated": rfc2822(self.date_updated),
+            "emergency_address_sid": None,
+            "emergency_address_status": "unregistered",
+            "emergency_status": "Inactive",
+            "friendly_name": self.friendly_name,
+            "identity_sid": None,
+            "origin": "twilio",
+            "phone_number": self.phone_number,
+            "sid": self.sid,
+            "sms_application_sid": None,
+            "sms_fallback_method": self.sms_fallback_method,
+            "sms_fallback_url": self.sms_fallback_url or "",
+            "sms_method": self.sms_method,
+            "sms_url": self.sms_url or "",
+            "status": "in-use",
+            "status_callback": self.status_callback or "",
+            "status_callback_method": self.status_callback_method,
+            "trunk_sid": None,
+            "type": "local",
+            "uri": self.uri(),
+            "voice_application_sid": None,
+            "voice_caller_id_lookup": False,
+            "voice_fallback_method": "POST",
+            "voice_fallback_url": None,
+            "voice_method": "POST",
+            "voice_receive_mode": "voice",
+            "voice_url": None,
+        }
+
 
 @dataclasses.dataclass
 class VirtualPhone:
@@ -236,6 +283,17 @@ class EmulatorState:
     def get_message(self, sid: str) -> EmMessage | None:
         with self.lock:
             return self.messages.get(sid)
+
+    def remove_message(self, sid: str) -> EmMessage | None:
+        """Delete a message and its stored media; publish ``message_deleted``."""
+        with self.lock:
+            message = self.messages.pop(sid, None)
+            if message is None:
+                return None
+            for media in message.media:
+                self.media_blobs.pop(media.sid, None)
+        self.publish({"type": "message_deleted", "sid": sid})
+        return message
 
     def set_status(
         self,
