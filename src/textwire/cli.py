@@ -1,8 +1,11 @@
-"""The ``textwire`` command: run, send, worker, db upgrade."""
+"""The ``textwire`` command: run, sandbox, send, worker, db upgrade."""
 
 from __future__ import annotations
 
+import errno
+import math
 import signal
+import socket
 import sys
 import threading
 import time
@@ -186,6 +189,187 @@ def run(
     finally:
         if worker:
             worker.stop()
+
+
+# -- sandbox -----------------------------------------------------------------
+
+
+def _rate(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise click.BadParameter(f"{value} is not a share between 0 and 1")
+    return value
+
+
+def _seconds(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if not math.isfinite(value) or not 0.0 <= value <= 60.0:
+        raise click.BadParameter(f"{value} is not a number of seconds from 0 to 60")
+    return value
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A bound socket for ``host:port``, or a clear error and exit code 1."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise click.BadParameter(
+            f"{host!r} is not an address to listen on ({exc.strerror})",
+            param_hint="--host",
+        ) from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(1024)  # connections wait in the backlog until serving starts
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            _fail(
+                f"port {port} on {host} is already in use: stop what runs there "
+                "or pick another with --port"
+            )
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    return sock
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="0 picks a free port.",
+)
+@bot_option
+@click.option(
+    "--emulator-only",
+    is_flag=True,
+    help="Just the emulated Twilio API and the phone page: no bot, no worker "
+    "(for testing your own Twilio code).",
+)
+@click.option(
+    "--latency",
+    default=0.0,
+    metavar="S",
+    type=float,
+    callback=_seconds,
+    help="Seconds added to every emulated API request.",
+)
+@click.option(
+    "--error-rate-500",
+    default=0.0,
+    metavar="P",
+    type=float,
+    callback=_rate,
+    help="Share (0-1) of message creates answered 500.",
+)
+@click.option(
+    "--error-rate-429",
+    default=0.0,
+    metavar="P",
+    type=float,
+    callback=_rate,
+    help="Share (0-1) of message creates answered 429 with Retry-After.",
+)
+@click.option(
+    "--stall-rate",
+    default=0.0,
+    metavar="P",
+    type=float,
+    callback=_rate,
+    help="Share (0-1) of message creates accepted but answered only 30 s later.",
+)
+@click.option("--threads", default=32, show_default=True, type=click.IntRange(4, 256))
+def sandbox(
+    host: str,
+    port: int,
+    bot_spec: str | None,
+    emulator_only: bool,
+    latency: float,
+    error_rate_500: float,
+    error_rate_429: float,
+    stall_rate: float,
+    threads: int,
+) -> None:
+    """Offline: an emulator of Twilio, a phone page and the bot, on one port."""
+    settings = _settings(bot_spec)
+    from textwire.sandbox.api import Faults
+    from textwire.sandbox.app import create_sandbox
+
+    faults = None
+    if latency or error_rate_500 or error_rate_429 or stall_rate:
+        try:
+            faults = Faults(
+                latency=latency,
+                error_500_rate=error_rate_500,
+                error_429_rate=error_rate_429,
+                stall_rate=stall_rate,
+            )
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+    sock = _listen(host, port)
+    port = sock.getsockname()[1]
+    try:
+        box = create_sandbox(
+            settings,
+            host=host,
+            port=port,
+            emulator_only=emulator_only,
+            faults=faults,
+        )
+    except ConfigError as exc:
+        sock.close()
+        raise click.UsageError(str(exc)) from None
+    except StorageError as exc:
+        sock.close()
+        _fail(str(exc))
+        return
+
+    url = box.url
+    generated = settings.twilio_auth_token is None
+    token = box.settings.twilio_auth_token or ""
+    what = "emulator only" if emulator_only else "emulator + bot"
+    out.print(f"[bold]textwire sandbox[/] ({what}): open [bold cyan]{url}[/]")
+    out.print(f"  account SID   {box.state.account_sid}")
+    out.print(
+        f"  auth token    {token}"
+        if generated
+        else "  auth token    from TWILIO_AUTH_TOKEN (shown on the page)"
+    )
+    out.print(f"  number        {box.number}")
+    if box.store is not None and box.page is not None:
+        out.print(f"  bot           {box.page.bot_name}")
+        out.print(f"  database      {box.store!r}")
+    else:
+        out.print(
+            "  the number has no SmsUrl yet: set it through the API to get the "
+            "phones' texts"
+        )
+    if faults is not None:
+        out.print(f"  [yellow]faults[/]        {faults}")
+    out.print("  point your own twilio code at it:")
+    out.print(f"    TEXTWIRE_TWILIO_API_URL={url}", soft_wrap=True)
+    out.print(f'    client.api.base_url = "{url}"', soft_wrap=True)
+
+    from textwire.sandbox.app import SandboxServer
+
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    server = SandboxServer(box, sock, threads=threads)
+    server.start()
+    try:
+        while server.running and not stop.wait(1.0):
+            pass
+    finally:
+        console.print("stopping the sandbox…")
+        server.stop()
 
 
 # -- worker ------------------------------------------------------------------

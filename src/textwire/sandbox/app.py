@@ -1,0 +1,356 @@
+"""``create_sandbox()``: the emulator, its carrier, the phone page and the bot,
+as one Flask app on one port.
+
+::
+
+    sandbox = create_sandbox(port=8000)
+    server = SandboxServer(sandbox, socket.create_server(("127.0.0.1", 8000)))
+    server.start()                        # waitress, the carrier, the worker
+    ...
+    server.stop()                         # all of it, in order
+
+The bot runs exactly as in production: its real ``TwilioTransport`` talks HTTP
+to the emulator's REST API on the same server (``/2010-04-01/...``), the
+simulated carrier posts Twilio-signed webhooks to ``/twilio/sms`` and status
+callbacks to ``/twilio/status``, and the bot checks their signatures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import secrets
+import socket
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from flask import Flask, Response, jsonify
+
+from textwire.bot import Bot
+from textwire.config import Settings
+from textwire.errors import ConfigError, InvalidPhoneNumber
+from textwire.phone import normalize
+from textwire.sandbox.api import Faults, create_api_blueprint
+from textwire.sandbox.carrier import Carrier
+from textwire.sandbox.page import PageConfig, create_page_blueprint
+from textwire.sandbox.state import EmulatorState, VirtualPhone
+from textwire.storage.sql import SqlStore
+from textwire.transports.twilio import TwilioTransport
+from textwire.worker import SendWorker
+
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "DEFAULT_NUMBER",
+    "Sandbox",
+    "SandboxServer",
+    "base_url",
+    "create_sandbox",
+    "default_phones",
+]
+
+logger = logging.getLogger("textwire.sandbox")
+
+DEFAULT_NUMBER = "+14155550100"
+"""The emulator's number when ``TWILIO_PHONE_NUMBER`` is not set."""
+
+DEFAULT_DATABASE_URL = "sqlite:///textwire-sandbox.db"
+"""The bot's database in the sandbox when ``TEXTWIRE_DATABASE_URL`` is not set:
+a file of its own in the working directory, apart from ``textwire.db``."""
+
+_SETTINGS_DEFAULT_DATABASE = Settings().database_url
+
+
+def default_phones() -> list[VirtualPhone]:
+    """The virtual phones a new sandbox has: several countries and formats."""
+    return [
+        VirtualPhone(
+            number="+14155550199",
+            label="Ana · San Francisco",
+            display="+1 (415) 555-0199",
+            country="US",
+        ),
+        # Her carrier delivers the sender as national digits, no country code:
+        # the bot must still answer +14155550142.
+        VirtualPhone(
+            number="+14155550142",
+            label="Ben · national format",
+            display="(415) 555-0142",
+            country="US",
+        ),
+        # No MMS to UK numbers: a reply with pictures fails with 30011.
+        VirtualPhone(
+            number="+447400123456",
+            label="Chloe · London",
+            display="+44 7400 123456",
+            country="GB",
+            mms=False,
+        ),
+        VirtualPhone(
+            number="+4915123456789",
+            label="Dana · Berlin",
+            display="+49 1512 3456789",
+            country="DE",
+        ),
+        VirtualPhone(
+            number="+5521987654321",
+            label="Eduardo · Rio",
+            display="+55 21 98765-4321",
+            country="BR",
+        ),
+        # Switched off: everything sent to it ends undelivered (30003).
+        VirtualPhone(
+            number="+14155550123",
+            label="Fay · phone off",
+            display="+1 (415) 555-0123",
+            country="US",
+            fate="undelivered",
+        ),
+    ]
+
+
+def base_url(host: str, port: int) -> str:
+    """The URL the sandbox reaches itself at (and a browser opens).
+
+    A wildcard bind address is reached through the loopback address.
+    """
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+@dataclasses.dataclass
+class Sandbox:
+    """A running (or ready to run) sandbox: serve ``app``, call ``start()``."""
+
+    app: Flask
+    state: EmulatorState
+    carrier: Carrier
+    settings: Settings
+    worker: SendWorker | None
+    store: SqlStore | None
+    url: str
+    transport: TwilioTransport | None = None
+    page: PageConfig | None = None
+    _started: bool = dataclasses.field(default=False, init=False, repr=False)
+    _stopped: bool = dataclasses.field(default=False, init=False, repr=False)
+
+    @property
+    def number(self) -> str:
+        """The emulator's number, which the phones text and the bot sends from."""
+        return self.settings.twilio_phone_number or DEFAULT_NUMBER
+
+    def start(self) -> None:
+        """Start the carrier's thread and the in-process send worker."""
+        if self._started:
+            return
+        self._started = True
+        self.carrier.start()
+        if self.worker is not None:
+            self.worker.start()
+
+    def close_streams(self) -> None:
+        """End the pages' event streams (each holds a server thread)."""
+        if self.page is not None:
+            self.page.close_streams()
+
+    def stop(self) -> None:
+        """End the event streams, stop the worker and the carrier, close the
+        database. Safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.close_streams()
+        if self.worker is not None:
+            self.worker.stop()
+        self.carrier.stop()
+        if self.transport is not None:
+            self.transport.close()
+        if self.store is not None:
+            self.store.dispose()
+
+
+def _owned_number(settings: Settings) -> str:
+    raw = settings.twilio_phone_number
+    if not raw:
+        return DEFAULT_NUMBER
+    try:
+        return normalize(raw, settings.default_region)
+    except InvalidPhoneNumber as exc:
+        raise ConfigError(f"TWILIO_PHONE_NUMBER {raw!r}: {exc.reason}") from None
+
+
+def _database_url(settings: Settings) -> str:
+    if settings.database_url != _SETTINGS_DEFAULT_DATABASE:
+        return settings.database_url
+    return DEFAULT_DATABASE_URL
+
+
+def _emulator_app(settings: Settings) -> Flask:
+    app = Flask("textwire.sandbox")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify(status="ok", mode="emulator-only")
+
+    return app
+
+
+def create_sandbox(
+    settings: Settings | None = None,
+    *,
+    bot: Bot | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    emulator_only: bool = False,
+    phones: Sequence[VirtualPhone] | None = None,
+    faults: Faults | None = None,
+    step_delay: float = 0.4,
+) -> Sandbox:
+    """Build a sandbox served at ``http://host:port``.
+
+    Args:
+        settings: configuration (``Settings.from_env()`` when omitted). The
+            sandbox uses its ``TWILIO_ACCOUNT_SID`` / ``TWILIO_AUTH_TOKEN``
+            when set (else it makes up a pair), owns ``TWILIO_PHONE_NUMBER``
+            (else ``+14155550100``), and keeps the bot's database in
+            ``TEXTWIRE_DATABASE_URL`` when set, else ``textwire-sandbox.db`` in
+            the working directory. The Twilio API URL and the public URL are
+            always the sandbox's own.
+        bot: the bot; ``settings.bot`` (default: the help desk) when omitted.
+        host, port: where the app will be served; the URLs the bot, the
+            carrier and the page use are built from them.
+        emulator_only: serve just the emulator's API and the page (no bot, no
+            worker), for testing one's own Twilio code against it.
+        phones: the virtual phones; :func:`default_phones` when omitted.
+        faults: latency and error knobs for the emulator's API.
+        step_delay: seconds between the carrier's status changes.
+
+    Raises:
+        ConfigError: a setting the sandbox cannot work with.
+    """
+    settings = settings or Settings.from_env()
+    url = base_url(host, port)
+    account_sid = settings.twilio_account_sid or "AC" + secrets.token_hex(16)
+    auth_token = settings.twilio_auth_token or secrets.token_hex(16)
+    number = _owned_number(settings)
+    settings = settings.replace(
+        twilio_account_sid=account_sid,
+        twilio_auth_token=auth_token,
+        twilio_phone_number=number,
+        twilio_messaging_service_sid=None,
+        twilio_api_url=url,
+        public_url=url,
+        validate_signatures=True,
+        database_url=_database_url(settings),
+    )
+
+    state = EmulatorState(account_sid=account_sid, auth_token=auth_token)
+    owned = state.add_number(number, "textwire sandbox")
+    for phone in default_phones() if phones is None else phones:
+        if phone.number != number:
+            state.add_phone(phone)
+    carrier = Carrier(state, base_url=url, step_delay=step_delay)
+
+    worker: SendWorker | None = None
+    store: SqlStore | None = None
+    transport: TwilioTransport | None = None
+    if emulator_only:
+        app = _emulator_app(settings)
+        bot_name = None
+    else:
+        from textwire.loader import load_bot
+        from textwire.storage.setup import open_store
+        from textwire.web import create_app
+
+        bot = bot or load_bot(settings.bot)
+        store = open_store(settings)
+        try:
+            transport = TwilioTransport(
+                account_sid=account_sid,
+                auth_token=auth_token,
+                from_=number,
+                api_url=url,
+                timeout=settings.twilio_timeout,
+                public_url=url,
+            )
+            worker = SendWorker(store, transport, settings=settings)
+            app = create_app(settings, bot=bot, store=store, notify_queued=worker.wake)
+        except BaseException:
+            if transport is not None:
+                transport.close()
+            store.dispose()
+            raise
+        owned.sms_url = url + "/twilio/sms"
+        owned.sms_method = "POST"
+        bot_name = bot.name
+
+    page = PageConfig(number=number, url=url, bot_name=bot_name)
+    app.register_blueprint(create_api_blueprint(state, carrier, faults))
+    app.register_blueprint(create_page_blueprint(state, carrier, page))
+    app.extensions["textwire.sandbox"] = state
+    return Sandbox(
+        app=app,
+        state=state,
+        carrier=carrier,
+        settings=settings,
+        worker=worker,
+        store=store,
+        url=url,
+        transport=transport,
+        page=page,
+    )
+
+
+class SandboxServer:
+    """A sandbox served by waitress on a thread of its own, and stopped in order.
+
+    Args:
+        sandbox: what to serve; started by :meth:`start`, stopped by :meth:`stop`.
+        sock: a bound socket (its port is the one ``sandbox.url`` names).
+        threads: waitress threads. Every open page holds one for its event
+            stream, and the bot's own API calls and the carrier's webhooks
+            come back to this server, so be generous.
+    """
+
+    def __init__(self, sandbox: Sandbox, sock: socket.socket, *, threads: int = 32):
+        import waitress
+
+        self.sandbox = sandbox
+        # Lookahead lets a stream notice at once that its page was closed.
+        self.server: Any = waitress.create_server(
+            sandbox.app,
+            sockets=[sock],
+            threads=threads,
+            ident="textwire",
+            channel_request_lookahead=1,
+        )
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Serve on a daemon thread; start the carrier and the worker."""
+        self._thread = threading.Thread(
+            target=self.server.run, name="textwire-sandbox-http", daemon=True
+        )
+        self._thread.start()
+        self.sandbox.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the pages' streams, the worker and the carrier while the server
+        still answers them, then the server's threads, then its sockets."""
+        from waitress import wasyncore
+
+        self.sandbox.stop()
+        self.server.task_dispatcher.shutdown(timeout=5)
+        # The socket map belongs to the server's thread: close it there.
+        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None

@@ -1,0 +1,463 @@
+"""Blueprint ``sandbox_page``: the phone page at ``/`` and the JSON it runs on.
+
+The page is plain HTML, CSS and JavaScript (``templates/sandbox/``,
+``static/sandbox/``), no build step and nothing fetched from elsewhere. It
+talks to these endpoints, all JSON except the event stream:
+
+=====================================================  ==========================
+``GET  /``                                             the page
+``GET  /sandbox/api/config``                           account, number, phones
+``GET  /sandbox/api/phones``                           the virtual phones
+``GET  /sandbox/api/phones/<number>/messages``         one phone's thread
+``POST /sandbox/api/phones/<number>/messages``         the phone texts the number
+                                                       (``body``, ``media`` files)
+``GET  /sandbox/api/segments?body=...``                encoding and segment count
+``GET  /sandbox/api/events``                           server-sent events
+=====================================================  ==========================
+
+Bad input to the JSON endpoints is answered ``400 {"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import phonenumbers
+from flask import Blueprint, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from textwire.codes import CODES, describe
+from textwire.errors import InvalidPhoneNumber
+from textwire.messages import MAX_BODY_CHARS, MAX_MEDIA, segment_info
+from textwire.phone import normalize
+from textwire.sandbox.carrier import Carrier
+from textwire.sandbox.state import EmMessage, EmulatorState, VirtualPhone
+
+__all__ = [
+    "HEARTBEAT_SECONDS",
+    "MAX_PICTURE_BYTES",
+    "STREAM_SECONDS",
+    "PageConfig",
+    "create_page_blueprint",
+    "sniff_image",
+    "twilio_length",
+]
+
+MAX_PICTURE_BYTES = 5 * 1024 * 1024
+"""Largest total size of the pictures in one message (Twilio's MMS limit)."""
+
+HEARTBEAT_SECONDS = 15.0
+"""A comment line this often keeps proxies and the browser from giving up."""
+
+STREAM_SECONDS = 300.0
+"""An event stream ends after this long; ``EventSource`` reconnects by itself.
+Each open stream holds a server thread, so none may live for ever."""
+
+_POLL_SECONDS = 1.0  # how often a stream looks for a gone client
+_CLOSE: dict[str, Any] = {"type": "_close"}  # put in a stream's queue to end it
+
+COUNTRY_NAMES = {
+    "AU": "Australia",
+    "BR": "Brazil",
+    "CA": "Canada",
+    "DE": "Germany",
+    "ES": "Spain",
+    "FR": "France",
+    "GB": "United Kingdom",
+    "IN": "India",
+    "IT": "Italy",
+    "JP": "Japan",
+    "MX": "Mexico",
+    "NL": "Netherlands",
+    "US": "United States",
+}
+
+_IMAGE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+# How far along a message is; a stale copy never replaces a fresher one.
+STATUS_RANK = {
+    "accepted": 0,
+    "scheduled": 0,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "receiving": 3,
+    "received": 4,
+    "delivered": 4,
+    "undelivered": 4,
+    "failed": 4,
+    "read": 5,
+    "canceled": 5,
+}
+
+
+def twilio_length(body: str) -> int:
+    """The length Twilio holds against its 1600-character limit: UTF-16 code
+    units, so an emoji counts 2."""
+    return len(body) + sum(1 for char in body if ord(char) > 0xFFFF)
+
+
+def sniff_image(data: bytes) -> str | None:
+    """The content type of a PNG, JPEG, GIF or WebP picture, else ``None``.
+
+    Judged from the bytes, not from the name or the browser's claim.
+    """
+    for magic, content_type in _IMAGE_SIGNATURES:
+        if data.startswith(magic):
+            return content_type
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+@dataclasses.dataclass
+class PageConfig:
+    """What the page shows besides the messages.
+
+    Attributes:
+        number: the emulator's number (E.164) the phones text.
+        url: the sandbox's base URL (the API base URL for a twilio client).
+        bot_name: the bot's name, or ``None`` when only the emulator runs.
+        stopping: set when the sandbox stops; open event streams end.
+        heartbeat: seconds between keep-alive comments on an idle stream.
+        stream_seconds: how long one event stream lasts before the browser
+            has to reconnect.
+    """
+
+    number: str
+    url: str
+    bot_name: str | None = None
+    stopping: threading.Event = dataclasses.field(default_factory=threading.Event)
+    heartbeat: float = HEARTBEAT_SECONDS
+    stream_seconds: float = STREAM_SECONDS
+    _streams: set[queue.Queue[dict[str, Any]]] = dataclasses.field(
+        default_factory=set, init=False, repr=False
+    )
+    _lock: threading.Lock = dataclasses.field(
+        default_factory=threading.Lock, init=False, repr=False
+    )
+
+    def track(self, q: queue.Queue[dict[str, Any]]) -> None:
+        with self._lock:
+            self._streams.add(q)
+
+    def untrack(self, q: queue.Queue[dict[str, Any]]) -> None:
+        with self._lock:
+            self._streams.discard(q)
+
+    def close_streams(self) -> None:
+        """End every open event stream now (each holds a server thread)."""
+        self.stopping.set()
+        with self._lock:
+            streams = list(self._streams)
+        for q in streams:
+            with contextlib.suppress(queue.Full):
+                q.put_nowait(_CLOSE)
+
+
+class _BadInput(Exception):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def _error(message: str, status: int = 400) -> tuple[Response, int]:
+    return jsonify(error=message), status
+
+
+def _phone_json(phone: VirtualPhone) -> dict[str, Any]:
+    data = dataclasses.asdict(phone)
+    data["country_name"] = COUNTRY_NAMES.get(phone.country, phone.country)
+    return data
+
+
+def _international(number: str) -> str:
+    """``+14155550100`` as people write it: ``+1 415-555-0100``."""
+    try:
+        parsed = phonenumbers.parse(number)
+    except phonenumbers.NumberParseException:
+        return number
+    return str(
+        phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    )
+
+
+def _describe_error(code: object) -> tuple[str | None, str | None]:
+    """(short reason, full advice) for a Twilio error code."""
+    if code is None or code == "":
+        return None, None
+    try:
+        number = int(str(code))
+    except ValueError:
+        return str(code), None
+    entry = CODES.get(number)
+    return (entry.title if entry else None), describe(number)
+
+
+class _Page:
+    """The views, bound to one sandbox's state, carrier and config."""
+
+    def __init__(
+        self, state: EmulatorState, carrier: Carrier, config: PageConfig
+    ) -> None:
+        self.state = state
+        self.carrier = carrier
+        self.config = config
+
+    # -- shaping ----------------------------------------------------------------
+
+    def phone_for(self, *addresses: object) -> str | None:
+        """The virtual phone a message belongs to (its E.164 key), if any.
+
+        A phone that sends national-format numbers appears in the state under
+        its E.164 number or as displayed; both count as the same phone.
+        """
+        with self.state.lock:
+            phones = list(self.state.phones.values())
+        for address in addresses:
+            for phone in phones:
+                if address in (phone.number, phone.display):
+                    return phone.number
+        return None
+
+    def shape(self, event: dict[str, Any]) -> dict[str, Any]:
+        """A message as the page draws it: ``to_event()`` plus its phone and
+        the error code explained."""
+        shaped = dict(event)
+        shaped["phone"] = self.phone_for(event.get("from"), event.get("to"))
+        reason, advice = _describe_error(event.get("error_code"))
+        shaped["reason"] = reason or event.get("error_message")
+        shaped["advice"] = advice
+        shaped["rank"] = STATUS_RANK.get(str(event.get("status")), 0)
+        return shaped
+
+    def thread(self, phone: VirtualPhone) -> list[dict[str, Any]]:
+        keys = {phone.number, phone.display}
+        with self.state.lock:
+            messages = [
+                m
+                for m in self.state.messages.values()
+                if m.from_ in keys or m.to in keys
+            ]
+        messages.sort(key=lambda m: m.date_created)
+        return [self.shape(m.to_event()) for m in messages]
+
+    def config_json(self) -> dict[str, Any]:
+        with self.state.lock:
+            phones = [_phone_json(p) for p in self.state.phones.values()]
+            owned = [n.phone_number for n in self.state.numbers.values()]
+        return {
+            "account_sid": self.state.account_sid,
+            "auth_token": self.state.auth_token,
+            "number": self.config.number,
+            "number_display": _international(self.config.number),
+            "numbers": owned,
+            "url": self.config.url,
+            "api_url": self.config.url,
+            "bot": self.config.bot_name,
+            "emulator_only": self.config.bot_name is None,
+            "phones": phones,
+            "limits": {
+                "body_chars": MAX_BODY_CHARS,
+                "media": MAX_MEDIA,
+                "picture_bytes": MAX_PICTURE_BYTES,
+            },
+        }
+
+    # -- input ------------------------------------------------------------------
+
+    def find_phone(self, raw: str) -> VirtualPhone:
+        with self.state.lock:
+            phone = self.state.phones.get(raw)
+            if phone is None:
+                try:
+                    phone = self.state.phones.get(normalize(raw))
+                except InvalidPhoneNumber as exc:
+                    raise _BadInput(f"{raw!r} is not a phone number: {exc}") from None
+        if phone is None:
+            raise _BadInput(f"no virtual phone {raw}")
+        return phone
+
+    def read_pictures(self) -> list[tuple[bytes, str]]:
+        files = [f for f in request.files.getlist("media") if f.filename or f.mimetype]
+        if len(files) > MAX_MEDIA:
+            raise _BadInput(f"at most {MAX_MEDIA} pictures in one message")
+        pictures: list[tuple[bytes, str]] = []
+        total = 0
+        for upload in files:
+            data = upload.read(MAX_PICTURE_BYTES + 1)
+            total += len(data)
+            if total > MAX_PICTURE_BYTES:
+                raise _BadInput(
+                    "pictures over 5 MB: one message carries at most 5 MB of media"
+                )
+            if not data:
+                raise _BadInput(f"{upload.filename or 'the picture'} is empty")
+            content_type = sniff_image(data)
+            if content_type is None:
+                raise _BadInput(
+                    f"{upload.filename or 'the file'} is not a PNG, JPEG, GIF or "
+                    "WebP picture"
+                )
+            pictures.append((data, content_type))
+        return pictures
+
+    # -- views ------------------------------------------------------------------
+
+    def index(self) -> str:
+        return render_template("sandbox/index.html", config=self.config_json())
+
+    def config_view(self) -> Response:
+        return jsonify(self.config_json())
+
+    def phones(self) -> Response:
+        return jsonify(phones=self.config_json()["phones"])
+
+    def messages(self, number: str) -> Response:
+        phone = self.find_phone(number)
+        return jsonify(phone=_phone_json(phone), messages=self.thread(phone))
+
+    def send(self, number: str) -> tuple[Response, int]:
+        # Pictures are bigger than any webhook: raise the app's limit here only.
+        request.max_content_length = MAX_PICTURE_BYTES + 256 * 1024
+        phone = self.find_phone(number)
+        body = request.form.get("body", "")
+        pictures = self.read_pictures()
+        if not body.strip() and not pictures:
+            raise _BadInput("type a message or attach a picture")
+        if twilio_length(body) > MAX_BODY_CHARS:
+            raise _BadInput(f"a message holds at most {MAX_BODY_CHARS} characters")
+        to = request.form.get("to") or self.config.number
+        try:
+            owned = self.state.number_by_phone(normalize(to))
+        except InvalidPhoneNumber:
+            owned = None
+        if owned is None:
+            raise _BadInput(f"{to} is not one of the emulator's numbers")
+        try:
+            message: EmMessage = self.carrier.send_from_phone(
+                phone.number, to, body, pictures
+            )
+        except ValueError as exc:
+            raise _BadInput(str(exc)) from None
+        return jsonify(message=self.shape(message.to_event())), 201
+
+    def segments(self) -> Response:
+        body = request.args.get("body", "")
+        info = segment_info(body)
+        return jsonify(
+            encoding=info.encoding,
+            characters=info.characters,
+            segments=info.segments,
+            per_segment=info.per_segment,
+            unicode_chars=list(info.unicode_chars),
+            text=str(info),
+            length=twilio_length(body),
+            too_long=twilio_length(body) > MAX_BODY_CHARS,
+            limit=MAX_BODY_CHARS,
+        )
+
+    def events(self) -> Response:
+        disconnected: Callable[[], bool] | None = request.environ.get(
+            "waitress.client_disconnected"
+        )
+        return Response(
+            self._stream(disconnected),
+            mimetype="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    def _stream(self, disconnected: Callable[[], bool] | None) -> Iterator[str]:
+        config = self.config
+        q = self.state.subscribe()
+        config.track(q)
+        try:
+            # Sent at once so that the browser sees the stream open (and
+            # reloads the thread it shows) before any event can be missed.
+            yield "retry: 2000\n: connected\n\n"
+            started = last_write = time.monotonic()
+            wait = min(_POLL_SECONDS, config.heartbeat)
+            while not config.stopping.is_set():
+                if time.monotonic() - started >= config.stream_seconds:
+                    return
+                if disconnected is not None and disconnected():
+                    return
+                for event in self.state.events(q, timeout=wait):
+                    if event is _CLOSE or config.stopping.is_set():
+                        return
+                    yield self._format(event)
+                    last_write = time.monotonic()
+                    if q.empty():
+                        break
+                if time.monotonic() - last_write >= config.heartbeat:
+                    yield ": heartbeat\n\n"
+                    last_write = time.monotonic()
+        finally:
+            config.untrack(q)
+            self.state.unsubscribe(q)
+
+    def _format(self, event: dict[str, Any]) -> str:
+        kind = str(event.get("type") or "message")
+        payload = dict(event)
+        if kind == "message" and isinstance(event.get("message"), dict):
+            payload["message"] = self.shape(event["message"])
+        elif kind == "phone" and isinstance(event.get("phone"), dict):
+            phone = dict(event["phone"])
+            phone["country_name"] = COUNTRY_NAMES.get(
+                str(phone.get("country")), phone.get("country")
+            )
+            payload["phone"] = phone
+        data = json.dumps(payload, separators=(",", ":"), default=str)
+        return f"event: {kind}\ndata: {data}\n\n"
+
+
+def create_page_blueprint(
+    state: EmulatorState, carrier: Carrier, config: PageConfig
+) -> Blueprint:
+    """The phone page and its JSON endpoints for one sandbox."""
+    page = _Page(state, carrier, config)
+    bp = Blueprint(
+        "sandbox_page",
+        __name__,
+        template_folder="templates",
+        static_folder="static",
+        static_url_path="/sandbox/static",
+    )
+    bp.add_url_rule("/", "index", page.index)
+    bp.add_url_rule("/sandbox/api/config", "config", page.config_view)
+    bp.add_url_rule("/sandbox/api/phones", "phones", page.phones)
+    bp.add_url_rule("/sandbox/api/phones/<number>/messages", "messages", page.messages)
+    bp.add_url_rule(
+        "/sandbox/api/phones/<number>/messages",
+        "send",
+        page.send,
+        methods=["POST"],
+    )
+    bp.add_url_rule("/sandbox/api/segments", "segments", page.segments)
+    bp.add_url_rule("/sandbox/api/events", "events", page.events)
+
+    @bp.errorhandler(_BadInput)
+    def bad_input(exc: _BadInput) -> tuple[Response, int]:
+        return _error(exc.message, exc.status)
+
+    @bp.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        code = exc.code or 500
+        if code == 413:
+            return _error("pictures over 5 MB: one message carries at most 5 MB", 400)
+        return _error(f"{exc.name}: {exc.description}", code)
+
+    return bp
