@@ -360,6 +360,45 @@ def test_timeout_after_sending_is_reconciled_not_resent(
     transport.close()
 
 
+def test_a_status_callback_before_reconciliation_does_not_cause_a_resend(
+    post_webhook: PostFn,
+    settings: Settings,
+    store: SqlStore,
+    twilio_api: TwilioAPI,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from textwire.transports.twilio import TwilioTransport
+
+    # Given Twilio that creates the message but answers after our timeout
+    twilio_api.chaos, twilio_api.chaos_stall = (0.0, 0.0, 1.0), 0.6
+    transport = TwilioTransport(
+        account_sid=settings.twilio_account_sid or "",
+        auth_token=AUTH_TOKEN,
+        from_=BOT_NUMBER,
+        api_url=twilio_api.url,
+        timeout=0.3,
+        public_url=PUBLIC_URL,
+    )
+    worker = SendWorker(store, transport, settings=settings, worker_id="w")
+    post_webhook(make_form("help"))
+    worker.run_once()
+    twilio_api.chaos = None
+    row = store.outbox_row(1)
+    assert row is not None and row["status"] == "unknown"
+    # When the message's status callback arrives before the reconciliation
+    (created,) = twilio_api.created
+    callback = {"MessageSid": created["sid"], "MessageStatus": "sent"}
+    assert post_webhook(callback, "/twilio/status?outbox=1").status_code == 204
+    worker.run_once(now=datetime.now(UTC) + timedelta(minutes=5))
+    transport.close()
+    # Then the reconciliation adopts it: one message, never a second text
+    assert len(twilio_api.creates) == 1
+    row = store.outbox_row(1)
+    assert row is not None
+    assert (row["status"], row["sid"]) == ("sent", created["sid"])
+
+
 def test_handler_that_raises_gets_an_apology_not_a_traceback(
     settings: Settings,
     store: SqlStore,

@@ -1,4 +1,4 @@
-"""The ``textwire`` command: run, sandbox, send, worker, db upgrade."""
+"""The ``textwire`` command: run, sandbox, dev, doctor, send, worker, db upgrade."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -18,12 +19,14 @@ from rich.console import Console
 from textwire.config import Settings
 from textwire.errors import (
     ConfigError,
+    DevSetupError,
     InvalidMessage,
     InvalidPhoneNumber,
     RecipientOptedOut,
     StorageError,
 )
 from textwire.log import configure_logging
+from textwire.tunnel import DEFAULT_STATE_PATH
 
 __all__ = ["main"]
 
@@ -118,6 +121,18 @@ def _open_store(settings: Settings) -> Any:
         _fail(str(exc))
 
 
+def _stack(settings: Settings, transport: Any) -> Any:
+    """What `run` and `dev` serve: bot, store, worker (with a transport), app."""
+    from textwire.server import build_stack
+
+    try:
+        return build_stack(settings, transport)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    except StorageError as exc:
+        _fail(str(exc))
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
@@ -143,22 +158,8 @@ def run(
     if dry_run and not settings.twilio_auth_token:
         settings = settings.replace(validate_signatures=False)
     transport = None if no_worker else _transport(settings, dry_run=dry_run)
-    from textwire.loader import load_bot
-    from textwire.web import create_app
-    from textwire.worker import SendWorker
-
-    try:
-        bot = load_bot(settings.bot)
-        store = _open_store(settings)
-        worker = SendWorker(store, transport, settings=settings) if transport else None
-        app = create_app(
-            settings,
-            bot=bot,
-            store=store,
-            notify_queued=worker.wake if worker else None,
-        )
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+    stack = _stack(settings, transport)
+    bot, store, worker, app = stack.bot, stack.store, stack.worker, stack.app
 
     import waitress
 
@@ -370,6 +371,175 @@ def sandbox(
     finally:
         console.print("stopping the sandbox…")
         server.stop()
+
+
+# -- dev ---------------------------------------------------------------------
+
+
+def _fail_setup(exc: DevSetupError) -> None:
+    console.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
+    if exc.hint:
+        console.print(f"  [dim]hint:[/] {exc.hint}", soft_wrap=True)
+    sys.exit(1)
+
+
+def _stale_decider(choice: bool | None) -> Callable[[Any], bool]:
+    """Restore (True) or forget (False) what a run that died left: the flag's
+    answer, else the person's at a terminal, else an error naming the flags."""
+
+    def decide(saved: Any) -> bool:
+        if choice is not None:
+            return choice
+        from textwire.phone import mask
+
+        if sys.stdin is not None and sys.stdin.isatty():
+            # Ctrl-C at the prompt aborts (dev's own handler only sets a flag).
+            handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+            try:
+                return click.confirm(
+                    f"Put {mask(saved.phone_number)}'s previous webhooks back first?",
+                    default=True,
+                )
+            finally:
+                signal.signal(signal.SIGINT, handler)
+        raise DevSetupError(
+            f"the last textwire dev did not restore {mask(saved.phone_number)}",
+            hint="pass --restore-previous (put its saved webhooks back first) or "
+            "--keep-previous (forget them)",
+        )
+
+    return decide
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="0 picks a free port.",
+)
+@bot_option
+@click.option(
+    "--public-url",
+    metavar="URL",
+    help="The https URL of a tunnel or proxy of your own to this port: no ngrok.",
+)
+@click.option(
+    "--domain",
+    metavar="DOMAIN",
+    help="A domain reserved in your ngrok account, for a URL that stays the same "
+    "(default TEXTWIRE_NGROK_DOMAIN).",
+)
+@click.option(
+    "--restore-previous/--keep-previous",
+    "restore_previous",
+    default=None,
+    help="When the last run died without restoring the number: put its saved "
+    "webhooks back first, or forget them (default: ask).",
+)
+@click.option(
+    "--state-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=str(DEFAULT_STATE_PATH),
+    show_default=True,
+    help="Where the number's previous webhooks are kept while dev runs.",
+)
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64))
+def dev(
+    host: str,
+    port: int,
+    bot_spec: str | None,
+    public_url: str | None,
+    domain: str | None,
+    restore_previous: bool | None,
+    state_file: Path,
+    threads: int,
+) -> None:
+    """Go live: `run` behind an ngrok tunnel, with your Twilio number pointed at it.
+
+    Restores the number's previous webhooks on exit (Ctrl-C, SIGTERM).
+    """
+    settings = _settings(bot_spec)
+    if public_url and domain:
+        raise click.UsageError("--domain names an ngrok domain: not with --public-url")
+    try:
+        if public_url:
+            public_url = settings.replace(public_url=public_url).public_url
+        if domain:
+            settings = settings.replace(ngrok_domain=domain)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not settings.has_twilio_credentials:
+        raise click.UsageError(
+            "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set: put them in the "
+            "environment or a .env file (to try the bot without Twilio: "
+            "textwire sandbox)"
+        )
+    if not settings.twilio_phone_number:
+        raise click.UsageError(
+            "TWILIO_PHONE_NUMBER is not set: textwire dev points that number "
+            "at this machine"
+        )
+    from textwire.dev import DevOptions, run_dev
+
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: object) -> None:
+        if not stop.is_set():
+            console.print("stopping: restoring the number…")
+        stop.set()
+
+    sock = _listen(host, port)
+    port = sock.getsockname()[1]
+    previous = {
+        sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        run_dev(
+            settings,
+            DevOptions(
+                host=host,
+                port=port,
+                public_url=public_url,
+                domain=settings.ngrok_domain,
+                threads=threads,
+                state_path=state_file,
+            ),
+            sock=sock,
+            stop=stop,
+            build_stack=lambda live: _stack(live, _transport(live, dry_run=False)),
+            decide_stale=_stale_decider(restore_previous),
+            console=out,
+        )
+    except DevSetupError as exc:
+        _fail_setup(exc)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# -- doctor ------------------------------------------------------------------
+
+
+@main.command()
+def doctor() -> None:
+    """Check credentials, number, webhook URL, reachability, database and clock.
+
+    Exits 0 only when every check passes.
+    """
+    settings = _settings()
+    from textwire.doctor import all_passed, render, resolve_public_url, run_checks
+
+    public_url, source = resolve_public_url(settings)
+    if public_url and source != "TEXTWIRE_PUBLIC_URL":
+        out.print(f"public URL {public_url} (from {source})")
+    with console.status("checking…"):
+        checks = run_checks(settings, public_url=public_url)
+    render(checks, out)
+    if not all_passed(checks):
+        sys.exit(1)
 
 
 # -- worker ------------------------------------------------------------------

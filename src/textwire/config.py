@@ -12,14 +12,18 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import phonenumbers
 
 from textwire.errors import ConfigError
 
-__all__ = ["Settings"]
+__all__ = ["ReplyMode", "Settings"]
+
+ReplyMode = Literal["rest", "twiml"]
+"""How replies to an inbound message reach Twilio: ``rest`` (the outbox and the
+send worker) or ``twiml`` (in the webhook's own answer)."""
 
 DEFAULT_APOLOGY = "Sorry, something went wrong on our side. Please try again soon."
 
@@ -68,11 +72,18 @@ class Settings:
     rate_limit_max_wait: float = 1.0
     # What a phone gets when a handler raises
     apology: str = DEFAULT_APOLOGY
+    # How replies reach Twilio: "rest" (outbox + worker) or "twiml" (in the
+    # webhook's answer; no retries, no reconciliation, no rate limit)
+    reply_mode: ReplyMode = "rest"
     # Media: what to do for phones without MMS (link | drop | send), whether
     # private hosts are allowed in media URLs, and whether to HEAD-check them
     mms_fallback: str = "link"
     allow_private_media: bool = False
     probe_media: bool = False
+    # textwire dev: the ngrok agent's authtoken (NGROK_AUTHTOKEN) and an
+    # optional reserved domain for a stable URL (TEXTWIRE_NGROK_DOMAIN)
+    ngrok_authtoken: str | None = dataclasses.field(default=None, repr=False)
+    ngrok_domain: str | None = None
 
     def __post_init__(self) -> None:
         if self.public_url is not None:
@@ -103,6 +114,13 @@ class Settings:
                 raise ConfigError(f"{name} must be greater than 0")
         if self.max_request_bytes < 1024:
             raise ConfigError("max_request_bytes must be at least 1024")
+        object.__setattr__(self, "reply_mode", str(self.reply_mode).strip().lower())
+        if self.reply_mode not in ("rest", "twiml"):
+            raise ConfigError(
+                f"TEXTWIRE_REPLY_MODE must be rest or twiml, not {self.reply_mode!r}"
+            )
+        if self.ngrok_domain is not None:
+            object.__setattr__(self, "ngrok_domain", _check_domain(self.ngrok_domain))
         if self.mms_fallback not in ("link", "drop", "send"):
             raise ConfigError(
                 "TEXTWIRE_MMS_FALLBACK must be link, drop or send, not "
@@ -154,6 +172,8 @@ class Settings:
 
 
 def _env_name(field: str) -> str:
+    if field == "ngrok_authtoken":
+        return "NGROK_AUTHTOKEN"  # the name ngrok's own agent and SDK read
     if field.startswith("twilio_") and field not in (
         "twilio_api_url",
         "twilio_timeout",
@@ -194,3 +214,26 @@ def _check_url(url: str) -> str:
             f"{url!r} is not an absolute http(s) URL (expected e.g. https://example.com)"
         )
     return url.strip().rstrip("/")
+
+
+def _check_domain(raw: str) -> str:
+    """A bare host name (``abc.ngrok.app``); a pasted URL is cut down to its host."""
+    text = raw.strip()
+    if "://" in text:
+        parts = urlsplit(text)
+        if parts.path.strip("/") or parts.query or not parts.hostname:
+            raise ConfigError(
+                f"TEXTWIRE_NGROK_DOMAIN must be a domain such as abc.ngrok.app, "
+                f"not {raw!r}"
+            )
+        text = parts.hostname
+    text = text.rstrip("/").lower()
+    labels = text.split(".")
+    if len(labels) < 2 or not all(
+        label and len(label) <= 63 and label.replace("-", "").isalnum()
+        for label in labels
+    ):
+        raise ConfigError(
+            f"TEXTWIRE_NGROK_DOMAIN must be a domain such as abc.ngrok.app, not {raw!r}"
+        )
+    return text

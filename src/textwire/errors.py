@@ -2,6 +2,9 @@
 
 TextwireError
 ├── ConfigError                 # bad or missing setting, bot that cannot be loaded
+│   └── DevSetupError           # `textwire dev`: a line and a hint (.hint)
+│       ├── TunnelError         # ngrok refused the token / domain, or is missing
+│       └── NumberSetupError    # credentials, number not in the account, no SMS
 ├── RegistrationError           # handler/router registered after the first dispatch
 ├── InvalidPhoneNumber          # (also ValueError) a number normalize() cannot accept
 ├── InvalidMessage              # (also ValueError) a reply over one of Twilio's limits
@@ -24,10 +27,12 @@ from __future__ import annotations
 __all__ = [
     "AmbiguousSendError",
     "ConfigError",
+    "DevSetupError",
     "InvalidMessage",
     "InvalidPhoneNumber",
     "InvalidSignature",
     "MalformedWebhook",
+    "NumberSetupError",
     "PermanentSendError",
     "RateLimited",
     "RecipientOptedOut",
@@ -36,6 +41,7 @@ __all__ = [
     "StorageError",
     "TemporarySendError",
     "TextwireError",
+    "TunnelError",
     "WebhookError",
 ]
 
@@ -46,6 +52,36 @@ class TextwireError(Exception):
 
 class ConfigError(TextwireError):
     """A setting is missing or malformed, or the bot cannot be loaded."""
+
+
+class DevSetupError(ConfigError):
+    """Going live (``textwire dev``) cannot go on: one line saying what, and a hint.
+
+    Attributes:
+        message: what went wrong, in one line.
+        hint: what to do about it (may be empty).
+    """
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(message + (f"\n  hint: {hint}" if hint else ""))
+
+
+class TunnelError(DevSetupError):
+    """The ngrok tunnel could not be opened (token, domain, session limit, SDK)."""
+
+
+class NumberSetupError(DevSetupError):
+    """Twilio refused the credentials, or the number is missing or cannot do SMS.
+
+    Attributes:
+        code: Twilio's error code when Twilio gave one (20003 …).
+    """
+
+    def __init__(self, message: str, *, hint: str = "", code: int | None = None):
+        super().__init__(message, hint=hint)
+        self.code = code
 
 
 class RegistrationError(TextwireError):

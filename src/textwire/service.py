@@ -45,11 +45,18 @@ def handle_inbound(
     settings: Settings,
     public_url: str | None,
     now: datetime | None = None,
+    deliver: bool = True,
 ) -> InboundResult:
     """Record ``msg``, run the bot, and queue its replies, in one transaction.
 
     A MessageSid seen before (including a delivery racing this one) stops at
     the insert: no handler runs, nothing is queued.
+
+    With ``deliver=False`` (the ``twiml`` reply mode) the replies are recorded
+    but never handed to the send worker, because the caller answers them in
+    TwiML. They are stored as coming from the number the contact texted, in
+    outbox rows that are already final. ``InboundResult.outbox_ids`` pairs
+    with ``replies``.
     """
     now = now or datetime.now(UTC)
     with store.begin() as conn:
@@ -101,7 +108,8 @@ def handle_inbound(
             for reply in replies
             for part in apply_mms_policy(msg.from_, reply, policy)
         ]
-        from_, service = _reply_sender(msg, settings)
+        # A TwiML reply always comes from the number the contact texted.
+        from_, service = _reply_sender(msg, settings) if deliver else (msg.to, None)
         outbox_ids = tuple(
             store.enqueue(
                 conn,
@@ -112,16 +120,18 @@ def handle_inbound(
                 messaging_service_sid=service,
                 now=now,
                 in_reply_to=message_id,
+                deliver=deliver,
             )
             for reply in replies
         )
     logger.info(
-        "inbound %s from=%s to=%s media=%d replies=%d",
+        "inbound %s from=%s to=%s media=%d replies=%d%s",
         msg.sid,
         mask(msg.from_),
         mask(msg.to),
         len(msg.media),
         len(replies),
+        "" if deliver else " (in TwiML)",
     )
     return InboundResult(
         message_id=message_id,

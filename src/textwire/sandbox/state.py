@@ -148,6 +148,10 @@ class EmNumber:
     status_callback_method: str = "POST"
     date_created: datetime = dataclasses.field(default_factory=_utcnow)
     date_updated: datetime = dataclasses.field(default_factory=_utcnow)
+    # Capabilities: a voice-only number has sms=False; mms None means as in
+    # Twilio's inventory, US and Canadian numbers only.
+    sms: bool = True
+    mms: bool | None = None
 
     def uri(self) -> str:
         return (
@@ -162,7 +166,9 @@ class EmNumber:
         address and regulatory fields the emulator does not model are their
         neutral values (``null``, ``false``, ``"none"``).
         """
-        mms = region_of(self.phone_number) in ("US", "CA")
+        mms = self.mms
+        if mms is None:
+            mms = region_of(self.phone_number) in ("US", "CA")
         return {
             "account_sid": self.account_sid,
             "address_requirements": "none",
@@ -170,7 +176,7 @@ class EmNumber:
             "api_version": API_VERSION,
             "beta": False,
             "bundle_sid": None,
-            "capabilities": {"fax": False, "mms": mms, "sms": True, "voice": True},
+            "capabilities": {"fax": False, "mms": mms, "sms": self.sms, "voice": True},
             "date_created": rfc2822(self.date_created),
             "date_updated": rfc2822(self.date_updated),
             "emergency_address_sid": None,

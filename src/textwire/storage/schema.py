@@ -144,7 +144,9 @@ class OutboxItem(Base):
 
     status: ``queued`` (due at ``next_attempt_at``), ``sending`` (claimed by a
     worker until ``lease_expires_at``), ``unknown`` (the last attempt may have
-    reached Twilio: reconcile before sending again), ``sent``, ``failed``.
+    reached Twilio: reconcile before sending again), ``sent``, ``failed``,
+    ``twiml`` (answered in the webhook's TwiML: never claimed; kept so status
+    callbacks and history find the message).
     """
 
     __tablename__ = "outbox"

@@ -38,7 +38,9 @@ from textwire.messages import Inbound, segment_info
 from .schema import Contact, ConversationStateRow, Message, OutboxItem, RateLimit
 
 __all__ = [
+    "OPEN_OUTBOX",
     "STATUS_RANK",
+    "TWIML_OUTBOX",
     "ClaimedItem",
     "SqlStateStore",
     "SqlStore",
@@ -62,7 +64,11 @@ STATUS_RANK = {
     "partially_delivered": 4,
     "read": 5,
 }
+# Outbox rows a worker may still claim (or that block later rows to the same
+# phone); "sent", "failed" and "twiml" are final.
 OPEN_OUTBOX = ("queued", "sending", "unknown")
+# A reply answered in the webhook's TwiML: recorded, never claimed by a worker.
+TWIML_OUTBOX = "twiml"
 
 
 def normalize_database_url(url: str) -> str:
@@ -243,8 +249,15 @@ class SqlStore:
         messaging_service_sid: str | None,
         now: datetime,
         in_reply_to: int | None = None,
+        deliver: bool = True,
     ) -> int:
-        """Write one outbound message and its outbox row; return the outbox id."""
+        """Write one outbound message and its outbox row; return the outbox id.
+
+        With ``deliver=False`` the message goes out some other way (in the
+        webhook's TwiML): its outbox row is written already final, status
+        ``twiml``, so no worker ever claims it, while status callbacks still
+        find the message by the outbox id (``/twilio/status?outbox=N``).
+        """
         info = segment_info(body)
         message_id = conn.execute(
             self._insert(Message)
@@ -273,7 +286,7 @@ class SqlStore:
                 messaging_service_sid=messaging_service_sid,
                 body=body,
                 media=list(media),
-                status="queued",
+                status="queued" if deliver else TWIML_OUTBOX,
                 attempts=0,
                 next_attempt_at=now,
                 created_at=now,
@@ -559,6 +572,16 @@ class SqlStore:
                         .where(where, Message.sid.is_(None))
                         .values(sid=sid, updated_at=now)
                     )
+                    # A TwiML reply learns its SID only here; a REST row may
+                    # hear back before the worker stored it (the same SID).
+                    conn.execute(
+                        update(OutboxItem)
+                        .where(
+                            OutboxItem.id == outbox_id,
+                            OutboxItem.provider_sid.is_(None),
+                        )
+                        .values(provider_sid=sid)
+                    )
             elif sid:
                 where = Message.sid == sid
             else:
@@ -625,13 +648,18 @@ class SqlStore:
             rows = conn.execute(stmt.with_only_columns(*Message.__table__.c))
             return [dict(r._mapping) for r in rows]
 
-    def known_sids(self, sids: Sequence[str]) -> set[str]:
-        """Which of ``sids`` are already stored on a message."""
+    def known_sids(
+        self, sids: Sequence[str], *, except_message: int | None = None
+    ) -> set[str]:
+        """Which of ``sids`` are already stored on a message (other than
+        ``except_message``)."""
         if not sids:
             return set()
+        stmt = select(Message.sid).where(Message.sid.in_(sids))
+        if except_message is not None:
+            stmt = stmt.where(Message.id != except_message)
         with self.engine.connect() as conn:
-            found = conn.execute(select(Message.sid).where(Message.sid.in_(sids)))
-            return {sid for sid in found.scalars() if sid}
+            return {sid for sid in conn.execute(stmt).scalars() if sid}
 
     def outbox_depth(self) -> int:
         with self.engine.connect() as conn:

@@ -50,7 +50,12 @@ from textwire.transports.base import (
     Transport,
 )
 
-__all__ = ["TwilioTransport", "map_twilio_error", "parse_retry_after"]
+__all__ = [
+    "TwilioTransport",
+    "build_client",
+    "map_twilio_error",
+    "parse_retry_after",
+]
 
 # twilio's HTTP client logs request URLs and query strings (phone numbers) at
 # INFO. Quiet it unless the user has chosen a level for it themselves.
@@ -123,6 +128,23 @@ class _RecordingHttpClient(TwilioHttpClient):  # type: ignore[misc]  # no stubs
             self.session.close()
 
 
+def build_client(
+    account_sid: str, auth_token: str, *, api_url: str, timeout: float
+) -> tuple[Any, _RecordingHttpClient]:
+    """A twilio ``Client`` whose requests go to ``api_url`` (as given: no region,
+    no edge, no TWILIO_* from the process environment), and its HTTP client
+    (``last_header("Date")`` …; ``close()`` it when done)."""
+    http = _RecordingHttpClient(timeout=timeout)
+    client = Client(
+        account_sid, auth_token, http_client=http, environment=_NO_ENVIRONMENT
+    )
+    # Belt and braces: a region or edge would rewrite api_url's host.
+    client.region = None
+    client.edge = None
+    client.api.base_url = api_url.rstrip("/")
+    return client, http
+
+
 class TwilioTransport(Transport):
     """Sends through Twilio's Messages API with the official twilio-python SDK.
 
@@ -143,6 +165,7 @@ class TwilioTransport(Transport):
         api_url: str = "https://api.twilio.com",
         timeout: float = 10.0,
         public_url: str | None = None,
+        status_path: str = STATUS_PATH,
     ) -> None:
         if not account_sid or not auth_token:
             raise ConfigError(
@@ -166,19 +189,12 @@ class TwilioTransport(Transport):
         self.api_url = api_url.rstrip("/")
         self.timeout = float(timeout)
         self.public_url = public_url.rstrip("/") if public_url else None
+        self.status_path = "/" + status_path.strip("/")
 
-        self._http = _RecordingHttpClient(timeout=self.timeout)
-        client = Client(
-            account_sid,
-            auth_token,
-            http_client=self._http,
-            environment=_NO_ENVIRONMENT,
+        self._client: Any
+        self._client, self._http = build_client(
+            account_sid, auth_token, api_url=self.api_url, timeout=self.timeout
         )
-        # Belt and braces: a region or edge would rewrite api_url's host.
-        client.region = None
-        client.edge = None
-        client.api.base_url = self.api_url
-        self._client: Any = client
 
     def __repr__(self) -> str:
         return (
@@ -209,12 +225,13 @@ class TwilioTransport(Transport):
         return params
 
     def status_callback_for(self, message: OutboundMessage) -> str | None:
-        """The message's own callback, else ``public_url/twilio/status[?outbox=N]``."""
+        """The message's own callback, else ``public_url/twilio/status[?outbox=N]``
+        (``status_path`` instead of ``/twilio/status`` when given)."""
         if message.status_callback:
             return message.status_callback
         if not self.public_url:
             return None
-        url = self.public_url + STATUS_PATH
+        url = self.public_url + self.status_path
         if message.outbox_id is not None:
             url += f"?outbox={int(message.outbox_id)}"
         return url

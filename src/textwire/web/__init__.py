@@ -1,28 +1,30 @@
-"""The Flask side: ``create_app()`` serves Twilio's webhooks, health and media.
+"""The Flask side: Twilio's webhooks, status callbacks, health and media.
 
-Production: ``gunicorn 'textwire.web:create_app()'`` (settings from the
-environment). Tests and embedding: ``create_app(settings, bot=bot, store=store)``.
+Two ways in, one code path:
+
+* ``create_app()`` builds a whole app (``gunicorn 'textwire.web:create_app()'``,
+  settings from the environment; tests pass ``create_app(settings, bot=bot,
+  store=store)``);
+* ``Textwire(bot).init_app(app)`` mounts the same routes on an app you
+  already have (see ``examples/embed_flask.py``).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
-from flask import Flask, Response
+from flask import Flask
 from werkzeug.exceptions import HTTPException
 
 from textwire.bot import Bot
 from textwire.config import Settings
-from textwire.errors import ConfigError
-from textwire.phone import set_default_region
 from textwire.storage.sql import SqlStore
-from textwire.web import health, webhooks
+from textwire.web.errors import plain_error
+from textwire.web.extension import Textwire
 from textwire.web.runtime import Runtime, current_runtime
+from textwire.web.webhooks import MAX_FORM_PARTS
 
-__all__ = ["Runtime", "create_app", "current_runtime"]
-
-logger = logging.getLogger("textwire.web")
+__all__ = ["Runtime", "Textwire", "create_app", "current_runtime"]
 
 
 def create_app(
@@ -48,47 +50,14 @@ def create_app(
         ConfigError: signature validation is on but no auth token is set.
     """
     settings = settings or Settings.from_env()
-    if settings.validate_signatures and not settings.twilio_auth_token:
-        raise ConfigError(
-            "TWILIO_AUTH_TOKEN is needed to verify Twilio's webhook signatures; "
-            "set it (or TEXTWIRE_VALIDATE_SIGNATURES=false for local experiments)"
-        )
-    if not settings.validate_signatures:
-        logger.warning(
-            "webhook signature validation is OFF: anyone who can reach this "
-            "server can post messages to the bot"
-        )
-    set_default_region(settings.default_region)
-    if bot is None:
-        from textwire.loader import load_bot
-
-        bot = load_bot(settings.bot)
-    if store is None:
-        from textwire.storage.setup import open_store
-
-        store = open_store(settings)
-
     app = Flask("textwire")
+    # The whole app is textwire's: its limits and plain-text errors (404 and
+    # 405 included) apply to every route, also those added later (sandbox).
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
-    app.config["MAX_FORM_PARTS"] = 200
-    app.extensions["textwire"] = Runtime(
-        settings=settings,
-        bot=bot,
-        store=store,
-        notify_queued=notify_queued or (lambda: None),
+    app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
+    app.register_error_handler(HTTPException, plain_error)
+    textwire = Textwire(
+        bot, settings=settings, store=store, notify_queued=notify_queued
     )
-    app.register_blueprint(webhooks.bp)
-    app.register_blueprint(health.bp)
-    app.register_error_handler(HTTPException, _plain_error)
-    bot.freeze()
+    textwire.init_app(app)
     return app
-
-
-def _plain_error(exc: HTTPException) -> Response:
-    # Short plain-text errors: Twilio's debugger shows them; no HTML, no traces.
-    code = exc.code or 500
-    return Response(
-        f"{code} {exc.name}: {exc.description}\n",
-        status=code,
-        content_type="text/plain; charset=utf-8",
-    )

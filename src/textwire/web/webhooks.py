@@ -1,24 +1,36 @@
-"""Blueprint ``webhooks``: Twilio's inbound message webhook and status callback."""
+"""Blueprint ``textwire_webhooks``: Twilio's inbound message webhook and status
+callback, under ``/twilio`` unless mounted with another ``url_prefix``."""
 
 from __future__ import annotations
 
 import logging
 
 from flask import Blueprint, Response, abort, request
+from werkzeug.exceptions import HTTPException
 
 from textwire.errors import MalformedWebhook
 from textwire.messages import Inbound
 from textwire.service import handle_inbound
+from textwire.web.errors import plain_error
 from textwire.web.runtime import current_runtime
 from textwire.web.security import public_base_url, verify_signature
+from textwire.web.twiml import EMPTY_TWIML, render_replies, twiml_response
 
-__all__ = ["EMPTY_TWIML", "bp"]
+__all__ = ["EMPTY_TWIML", "MAX_FORM_PARTS", "bp"]
 
 logger = logging.getLogger("textwire.web")
 
-bp = Blueprint("webhooks", __name__, url_prefix="/twilio")
+MAX_FORM_PARTS = 200
 
-EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+bp = Blueprint("textwire_webhooks", __name__, url_prefix="/twilio")
+bp.register_error_handler(HTTPException, plain_error)
+
+
+@bp.before_request
+def _limits() -> None:
+    # Per request, so an app textwire is mounted on keeps its own limits.
+    request.max_content_length = current_runtime().settings.max_request_bytes
+    request.max_form_parts = MAX_FORM_PARTS
 
 
 def _verify() -> None:
@@ -32,7 +44,8 @@ def _verify() -> None:
 
 @bp.post("/sms")
 def inbound() -> Response:
-    """Record the message, run the bot, queue its replies; answer empty TwiML."""
+    """Record the message, run the bot; its replies go to the outbox, or in
+    the TwiML answer itself in the ``twiml`` reply mode."""
     rt = current_runtime()
     _verify()
     try:
@@ -40,21 +53,32 @@ def inbound() -> Response:
     except MalformedWebhook as exc:
         logger.warning("rejected malformed webhook: %s", exc)
         abort(400, str(exc))
+    base = public_base_url(request, rt.settings.public_url)
+    in_twiml = rt.settings.reply_mode == "twiml"
     result = handle_inbound(
         rt.store,
         rt.bot,
         msg,
         settings=rt.settings,
-        public_url=public_base_url(request, rt.settings.public_url),
+        public_url=base + rt.extras_prefix,
+        deliver=not in_twiml,
     )
+    if in_twiml:
+        # A duplicate has no replies: the first delivery got them.
+        return twiml_response(
+            render_replies(
+                result.replies, result.outbox_ids, status_url=base + rt.status_path
+            )
+        )
     if result.outbox_ids:
         rt.notify_queued()
-    return Response(EMPTY_TWIML, status=200, content_type="text/xml; charset=utf-8")
+    return twiml_response(EMPTY_TWIML)
 
 
 @bp.post("/status")
 def status() -> Response:
-    """Apply a delivery status callback to the message it reports on."""
+    """Apply a delivery status callback (or a TwiML reply's ``action``
+    callback) to the message it reports on."""
     rt = current_runtime()
     _verify()
     sid = request.form.get("MessageSid") or request.form.get("SmsSid")

@@ -312,7 +312,11 @@ class SendWorker:
             if record.body == item.body and record.num_media == len(item.media)
         ]
         # Two identical texts to one phone: adopt one no other row has claimed.
-        taken = self.store.known_sids([record.sid for record in candidates])
+        # The row's own SID may be stored already, by a status callback that
+        # beat the reconciliation: that one is ours to adopt, not "taken".
+        taken = self.store.known_sids(
+            [record.sid for record in candidates], except_message=item.message_id
+        )
         for record in candidates:
             if record.sid not in taken:
                 return record
