@@ -94,13 +94,16 @@ class WaitressServer:
         app: the WSGI application.
         sock: a bound, listening socket; the server owns it from now on.
         threads: waitress worker threads.
+        options: more ``waitress.create_server`` settings.
     """
 
-    def __init__(self, app: Any, sock: socket.socket, *, threads: int = 8) -> None:
+    def __init__(
+        self, app: Any, sock: socket.socket, *, threads: int = 8, **options: Any
+    ) -> None:
         import waitress
 
         self.server: Any = waitress.create_server(
-            app, sockets=[sock], threads=threads, ident="textwire"
+            app, sockets=[sock], threads=threads, ident="textwire", **options
         )
         self._thread: threading.Thread | None = None
 

@@ -21,9 +21,7 @@ import dataclasses
 import logging
 import secrets
 import socket
-import threading
 from collections.abc import Sequence
-from typing import Any
 
 from flask import Flask, Response, jsonify
 
@@ -35,6 +33,7 @@ from textwire.sandbox.api import Faults, create_api_blueprint
 from textwire.sandbox.carrier import Carrier
 from textwire.sandbox.page import PageConfig, create_page_blueprint
 from textwire.sandbox.state import EmulatorState, VirtualPhone
+from textwire.server import WaitressServer
 from textwire.storage.sql import SqlStore
 from textwire.transports.twilio import TwilioTransport
 from textwire.worker import SendWorker
@@ -305,7 +304,7 @@ def create_sandbox(
     )
 
 
-class SandboxServer:
+class SandboxServer(WaitressServer):
     """A sandbox served by waitress on a thread of its own, and stopped in order.
 
     Args:
@@ -317,40 +316,19 @@ class SandboxServer:
     """
 
     def __init__(self, sandbox: Sandbox, sock: socket.socket, *, threads: int = 32):
-        import waitress
-
-        self.sandbox = sandbox
         # Lookahead lets a stream notice at once that its page was closed.
-        self.server: Any = waitress.create_server(
-            sandbox.app,
-            sockets=[sock],
-            threads=threads,
-            ident="textwire",
-            channel_request_lookahead=1,
+        super().__init__(
+            sandbox.app, sock, threads=threads, channel_request_lookahead=1
         )
-        self._thread: threading.Thread | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        self.sandbox = sandbox
 
     def start(self) -> None:
         """Serve on a daemon thread; start the carrier and the worker."""
-        self._thread = threading.Thread(
-            target=self.server.run, name="textwire-sandbox-http", daemon=True
-        )
-        self._thread.start()
+        super().start()
         self.sandbox.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the pages' streams, the worker and the carrier while the server
         still answers them, then the server's threads, then its sockets."""
-        from waitress import wasyncore
-
         self.sandbox.stop()
-        self.server.task_dispatcher.shutdown(timeout=5)
-        # The socket map belongs to the server's thread: close it there.
-        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        super().stop(timeout)
