@@ -99,15 +99,7 @@ def _transport(settings: Settings, *, dry_run: bool) -> Any:
     from textwire.transports.twilio import TwilioTransport
 
     try:
-        return TwilioTransport(
-            account_sid=settings.twilio_account_sid or "",
-            auth_token=settings.twilio_auth_token or "",
-            from_=settings.twilio_phone_number,
-            messaging_service_sid=settings.twilio_messaging_service_sid,
-            api_url=settings.twilio_api_url,
-            timeout=settings.twilio_timeout,
-            public_url=settings.public_url,
-        )
+        return TwilioTransport.from_settings(settings)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
 

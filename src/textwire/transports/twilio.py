@@ -26,7 +26,7 @@ import socket
 import threading
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 import urllib3.exceptions
@@ -43,6 +43,10 @@ from textwire.errors import (
     SendError,
     TemporarySendError,
 )
+
+if TYPE_CHECKING:
+    from textwire.config import Settings
+
 from textwire.transports.base import (
     OutboundMessage,
     SendReceipt,
@@ -194,6 +198,31 @@ class TwilioTransport(Transport):
         self._client: Any
         self._client, self._http = build_client(
             account_sid, auth_token, api_url=self.api_url, timeout=self.timeout
+        )
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, status_path: str = STATUS_PATH
+    ) -> TwilioTransport:
+        """The transport ``settings`` describe (credentials, sender, API URL).
+
+        Raises:
+            ConfigError: no credentials, or no sender.
+        """
+        if not settings.has_twilio_credentials:
+            raise ConfigError(
+                "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set: put them in "
+                "the environment or a .env file"
+            )
+        return cls(
+            account_sid=settings.twilio_account_sid or "",
+            auth_token=settings.twilio_auth_token or "",
+            from_=settings.twilio_phone_number,
+            messaging_service_sid=settings.twilio_messaging_service_sid,
+            api_url=settings.twilio_api_url,
+            timeout=settings.twilio_timeout,
+            public_url=settings.public_url,
+            status_path=status_path,
         )
 
     def __repr__(self) -> str:

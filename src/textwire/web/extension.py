@@ -236,16 +236,7 @@ def _start_worker(runtime: Runtime) -> SendWorker:
     from textwire.worker import SendWorker
 
     settings = runtime.settings
-    transport = TwilioTransport(
-        account_sid=settings.twilio_account_sid or "",
-        auth_token=settings.twilio_auth_token or "",
-        from_=settings.twilio_phone_number,
-        messaging_service_sid=settings.twilio_messaging_service_sid,
-        api_url=settings.twilio_api_url,
-        timeout=settings.twilio_timeout,
-        public_url=settings.public_url,
-        status_path=runtime.status_path,
-    )
+    transport = TwilioTransport.from_settings(settings, status_path=runtime.status_path)
     worker = SendWorker(runtime.store, transport, settings=settings)
 
     def stop() -> None:
