@@ -280,6 +280,7 @@ def test_create_app_still_answers_every_error_in_plain_text(
     assert sorted(app.blueprints) == [
         "textwire_health",
         "textwire_media",
+        "textwire_metrics",
         "textwire_selftest",
         "textwire_webhooks",
     ]

@@ -65,7 +65,8 @@ class Bot:
         self.handle_opt_out = handle_opt_out
         self.apology = apology
         self.conversation_timeout = conversation_timeout
-        self.media_folder = Path(media_folder) if media_folder else None
+        # Resolved now: a relative folder means "from where the bot starts".
+        self.media_folder = Path(media_folder).resolve() if media_folder else None
         self.logger = logging.getLogger(f"textwire.bot.{name}")
         self.router = Router(name=name)
         self.routers: list[Router] = [self.router]

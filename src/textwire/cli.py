@@ -151,6 +151,8 @@ def run(
         settings = settings.replace(validate_signatures=False)
     transport = None if no_worker else _transport(settings, dry_run=dry_run)
     stack = _stack(settings, transport)
+    sock = _listen(host, port)
+    port = sock.getsockname()[1]
     bot, store, worker, app = stack.bot, stack.store, stack.worker, stack.app
 
     import waitress
@@ -178,7 +180,7 @@ def run(
     if worker:
         worker.start()
     try:
-        waitress.serve(app, host=host, port=port, threads=threads, ident="textwire")
+        waitress.serve(app, sockets=[sock], threads=threads, ident="textwire")
     finally:
         if worker:
             worker.stop()
@@ -538,12 +540,33 @@ def doctor() -> None:
 
 
 @main.command()
-def worker() -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve this worker's Prometheus metrics at http://HOST:PORT/metrics.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address for --metrics-port (0.0.0.0: every interface).",
+)
+def worker(metrics_port: int | None, metrics_host: str) -> None:
     """Run the send worker alone (as many as you like, against one database)."""
     settings = _settings()
     transport = _transport(settings, dry_run=False)
     store = _open_store(settings)
     from textwire.worker import SendWorker
+
+    if metrics_port is not None:
+        from textwire.metrics import serve
+
+        try:
+            server = serve(metrics_port, host=metrics_host, store=store)
+        except OSError as exc:
+            _fail(f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc}")
+        host, port = server.server_address[:2]
+        out.print(f"metrics at http://{host}:{port}/metrics")
 
     send_worker = SendWorker(store, transport, settings=settings)
     stop = threading.Event()

@@ -84,6 +84,8 @@ class Settings:
     # optional reserved domain for a stable URL (TEXTWIRE_NGROK_DOMAIN)
     ngrok_authtoken: str | None = dataclasses.field(default=None, repr=False)
     ngrok_domain: str | None = None
+    # GET /metrics: when set, scrapes must send "Authorization: Bearer <token>"
+    metrics_token: str | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.public_url is not None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 from textwire.bot import Bot
 from textwire.errors import ConfigError
@@ -28,6 +30,10 @@ def load_bot(spec: str | None = None) -> Bot:
         raise ConfigError(
             f"bot {spec!r} is not of the form module:attr (e.g. mybot.app:bot)"
         )
+    # Like `flask --app`: a bot module next to where the command runs is found
+    # even when the `textwire` script's own folder is all that is on sys.path.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:

@@ -567,13 +567,11 @@ class SqlStore:
                     return False
                 where = Message.id == message_id
                 if sid:
-                    conn.execute(
-                        update(Message)
-                        .where(where, Message.sid.is_(None))
-                        .values(sid=sid, updated_at=now)
-                    )
                     # A TwiML reply learns its SID only here; a REST row may
                     # hear back before the worker stored it (the same SID).
+                    # The outbox row first, then the message: the order the
+                    # worker's mark_sent locks them in (else the two deadlock
+                    # when a callback races the worker).
                     conn.execute(
                         update(OutboxItem)
                         .where(
@@ -581,6 +579,11 @@ class SqlStore:
                             OutboxItem.provider_sid.is_(None),
                         )
                         .values(provider_sid=sid)
+                    )
+                    conn.execute(
+                        update(Message)
+                        .where(where, Message.sid.is_(None))
+                        .values(sid=sid, updated_at=now)
                     )
             elif sid:
                 where = Message.sid == sid
@@ -667,6 +670,24 @@ class SqlStore:
                 select(func.count()).where(OutboxItem.status.in_(OPEN_OUTBOX))
             ).scalar_one()
         return depth
+
+    def outbox_stats(self, now: datetime) -> tuple[int, datetime | None]:
+        """Open outbox rows, and the earliest due time among those already due
+        at ``now`` (``None`` when none is), in one query (for ``/metrics``).
+
+        Raises:
+            StorageError: the database did not answer.
+        """
+        due = case((OutboxItem.next_attempt_at <= now, OutboxItem.next_attempt_at))
+        stmt = select(func.count(), func.min(due)).where(
+            OutboxItem.status.in_(OPEN_OUTBOX)
+        )
+        try:
+            with self.engine.connect() as conn:
+                depth, oldest = conn.execute(stmt).one()
+        except SQLAlchemyError as exc:
+            raise StorageError(f"database error: {exc.__class__.__name__}") from exc
+        return int(depth), oldest
 
     # -- helpers ---------------------------------------------------------------
 

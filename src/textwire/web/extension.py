@@ -17,6 +17,7 @@ from textwire.phone import set_default_region
 from textwire.storage.sql import SqlStore
 from textwire.web import health as health_routes
 from textwire.web import media as media_routes
+from textwire.web import metrics as metrics_routes
 from textwire.web import selftest, webhooks
 from textwire.web.runtime import Runtime
 
@@ -46,7 +47,8 @@ class Textwire:
             return "My shop"
 
         Textwire(bot).init_app(app)     # POST /twilio/sms, POST /twilio/status,
-                                        # GET /healthz, GET /media/<path>
+                                        # GET /healthz, GET /metrics,
+                                        # GET /media/<path>
 
     ``Textwire(bot, app=app)`` does the same in one step. One ``Textwire`` can
     serve several apps; what each app runs with (a :class:`Runtime`) is kept
@@ -96,6 +98,7 @@ class Textwire:
         extras_prefix: str = "",
         health: bool = True,
         media: bool = True,
+        metrics: bool = True,
         start_worker: bool = False,
     ) -> Runtime:
         """Mount textwire on ``app``; return what it runs with.
@@ -109,10 +112,12 @@ class Textwire:
             url_prefix: where the webhooks go: ``{url_prefix}/sms`` (point the
                 number's *A message comes in* webhook there) and
                 ``{url_prefix}/status``.
-            extras_prefix: where ``/healthz`` and ``/media/<path>`` go
+            extras_prefix: where ``/healthz``, ``/metrics`` and ``/media/<path>`` go
                 (``"/textwire"`` → ``/textwire/healthz``); the root by default.
             health: serve ``GET /healthz``.
             media: serve the bot's media folder at ``/media/<path>``.
+            metrics: serve ``GET /metrics`` (Prometheus; behind
+                ``TEXTWIRE_METRICS_TOKEN`` when set).
             start_worker: also run the send worker in a thread of this
                 process (needs Twilio credentials). Off by default: run
                 ``textwire worker`` beside the app, as in production.
@@ -136,6 +141,8 @@ class Textwire:
             routes.append(extras_prefix + "/healthz")
         if media:
             routes.append(extras_prefix + "/media/<path:filename>")
+        if metrics:
+            routes.append(extras_prefix + "/metrics")
         _check_free(app, routes)
 
         settings = settings or self.settings or Settings.from_env()
@@ -175,6 +182,8 @@ class Textwire:
             app.register_blueprint(health_routes.bp, url_prefix=extras_prefix or None)
         if media:
             app.register_blueprint(media_routes.bp, url_prefix=extras_prefix or None)
+        if metrics:
+            app.register_blueprint(metrics_routes.bp, url_prefix=extras_prefix or None)
         bot.freeze()
         return runtime
 

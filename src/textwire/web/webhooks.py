@@ -8,6 +8,7 @@ import logging
 from flask import Blueprint, Response, abort, request
 from werkzeug.exceptions import HTTPException
 
+from textwire import metrics
 from textwire.errors import MalformedWebhook
 from textwire.messages import Inbound
 from textwire.service import handle_inbound
@@ -63,6 +64,12 @@ def inbound() -> Response:
         public_url=base + rt.extras_prefix,
         deliver=not in_twiml,
     )
+    metrics.count_inbound(
+        duplicate=result.duplicate,
+        keyword=result.keyword,
+        replies=len(result.outbox_ids),
+        twiml=in_twiml,
+    )
     if in_twiml:
         # A duplicate has no replies: the first delivery got them.
         return twiml_response(
@@ -97,6 +104,7 @@ def status() -> Response:
         error_message=describe(error_code) if error_code else None,
         now=rt.clock(),
     )
+    metrics.count_status_callback(new_status)
     if not found:
         logger.warning("status %s for unknown message %s ignored", new_status, sid)
     else:

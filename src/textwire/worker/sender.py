@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+from textwire import metrics
 from textwire.codes import CODES, describe
 from textwire.config import Settings
 from textwire.errors import (
@@ -198,7 +199,11 @@ class SendWorker:
                 found = self._reconcile(item)
             except SendError as exc:
                 self._retry(item, exc, now, unknown=True)
+                metrics.RECONCILIATIONS.labels("error").inc()
                 return
+            metrics.RECONCILIATIONS.labels(
+                "not_found" if found is None else "found"
+            ).inc()
             if found is not None:
                 logger.info(
                     "outbox %s: found at Twilio as %s after an unclear attempt; "
@@ -217,6 +222,7 @@ class SendWorker:
                 return
             if item.attempts > self.max_attempts:
                 self._fail(item, None, "gave up: Twilio never confirmed it", now)
+                metrics.count_send("failed")
                 return
 
         if opted_out:
@@ -227,6 +233,7 @@ class SendWorker:
                 "recipient opted out (replied STOP); not sent until they text START",
                 now,
             )
+            metrics.count_send("refused", OPTED_OUT)
             return
 
         if self.probe_media and item.media:
@@ -235,6 +242,7 @@ class SendWorker:
                 self._fail(
                     item, None, "media check failed: " + "; ".join(problems), now
                 )
+                metrics.count_send("refused")
                 return
 
         if self.rate_limit and not self._pace(item, now):
@@ -248,10 +256,13 @@ class SendWorker:
             messaging_service_sid=item.messaging_service_sid,
             outbox_id=item.id,
         )
+        started = time.perf_counter()
         try:
             receipt = self.transport.send(message)
         except PermanentSendError as exc:
+            metrics.SEND_DURATION.observe(time.perf_counter() - started)
             self._fail(item, exc.code, exc.reason, now)
+            metrics.count_send("failed", exc.code)
             if exc.code is not None and exc.code in CODES and CODES[exc.code].opt_out:
                 with self.store.begin() as conn:
                     self.store.set_opt_out(
@@ -259,11 +270,16 @@ class SendWorker:
                     )
             return
         except AmbiguousSendError as exc:
+            metrics.SEND_DURATION.observe(time.perf_counter() - started)
             self._retry(item, exc, now, unknown=True)
+            metrics.count_send("ambiguous", exc.code)
             return
         except TemporarySendError as exc:
-            self._retry(item, exc, now)
+            metrics.SEND_DURATION.observe(time.perf_counter() - started)
+            retrying = self._retry(item, exc, now)
+            metrics.count_send("retry" if retrying else "failed", exc.code)
             return
+        metrics.SEND_DURATION.observe(time.perf_counter() - started)
         self.store.mark_sent(
             item,
             self.worker_id,
@@ -272,6 +288,9 @@ class SendWorker:
             num_segments=receipt.num_segments,
             now=now or datetime.now(UTC),
         )
+        # Counted after the row is marked: a worker killed before that leaves
+        # the row to reconciliation, which counts it as found instead.
+        metrics.count_send("sent")
         logger.info(
             "outbox %s sent sid=%s to=%s status=%s attempt=%d",
             item.id,
@@ -329,7 +348,9 @@ class SendWorker:
         now: datetime | None,
         *,
         unknown: bool = False,
-    ) -> None:
+    ) -> bool:
+        """Schedule the row's next attempt; False when it failed instead (out
+        of attempts)."""
         at = now or datetime.now(UTC)
         if item.attempts >= self.max_attempts and not unknown:
             self._fail(
@@ -338,7 +359,7 @@ class SendWorker:
                 f"gave up after {item.attempts} attempts: {exc.reason}",
                 now,
             )
-            return
+            return False
         delay = compute_backoff(
             item.attempts, base=self.backoff_base, cap=self.backoff_cap, rng=self._rng
         )
@@ -368,6 +389,7 @@ class SendWorker:
             "reconciling" if unknown else "retrying",
             delay,
         )
+        return True
 
     def _fail(
         self, item: ClaimedItem, code: int | None, reason: str, now: datetime | None
