@@ -378,6 +378,22 @@ class SqlStore:
         items.sort(key=lambda item: item.id)
         return items
 
+    def renew_lease(
+        self, item: ClaimedItem, worker_id: str, *, now: datetime, lease: timedelta
+    ) -> bool:
+        """Extend ``worker_id``'s lease on a row; False if the row is no longer its."""
+        with self.begin() as conn:
+            result = conn.execute(
+                update(OutboxItem)
+                .where(
+                    OutboxItem.id == item.id,
+                    OutboxItem.claimed_by == worker_id,
+                    OutboxItem.status == "sending",
+                )
+                .values(lease_expires_at=now + lease, updated_at=now)
+            )
+            return result.rowcount == 1
+
     def defer(
         self, item: ClaimedItem, worker_id: str, *, until: datetime, now: datetime
     ) -> bool:

@@ -89,6 +89,7 @@ class SendWorker:
         self.rate_mps = settings.rate_limit_mps
         self.rate_max_wait = settings.rate_limit_max_wait
         self._sleep = sleep
+        self._monotonic = time.monotonic
         self.worker_id = worker_id or (
             f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         )
@@ -120,10 +121,13 @@ class SendWorker:
         )
         if not items:
             return 0
+        claimed_at = self._monotonic()
         opted_out = self.store.opted_out_among([item.to for item in items])
 
         def process(item: ClaimedItem) -> None:
-            self._process(item, now, opted_out=item.to in opted_out)
+            self._process(
+                item, now, opted_out=item.to in opted_out, claimed_at=claimed_at
+            )
 
         if self.concurrency == 1 or len(items) == 1:
             for item in items:
@@ -183,16 +187,31 @@ class SendWorker:
     # -- one row ---------------------------------------------------------------
 
     def _process(
-        self, item: ClaimedItem, now: datetime | None, *, opted_out: bool = False
+        self,
+        item: ClaimedItem,
+        now: datetime | None,
+        *,
+        opted_out: bool = False,
+        claimed_at: float | None = None,
     ) -> None:
         try:
-            self._deliver(item, now, opted_out=opted_out)
+            self._deliver(
+                item,
+                now,
+                opted_out=opted_out,
+                claimed_at=self._monotonic() if claimed_at is None else claimed_at,
+            )
         except Exception:
             # The lease runs out and the row is reconciled then; nothing is lost.
             logger.exception("outbox %s: unexpected failure", item.id)
 
     def _deliver(
-        self, item: ClaimedItem, now: datetime | None, *, opted_out: bool
+        self,
+        item: ClaimedItem,
+        now: datetime | None,
+        *,
+        opted_out: bool,
+        claimed_at: float,
     ) -> None:
         if item.reconcile:
             try:
@@ -257,6 +276,8 @@ class SendWorker:
             outbox_id=item.id,
         )
         started = time.perf_counter()
+        if not self._still_ours(item, now, claimed_at):
+            return
         try:
             receipt = self.transport.send(message)
         except PermanentSendError as exc:
@@ -320,6 +341,28 @@ class SendWorker:
         if when > start:
             self._sleep(when - start)
         return True
+
+    def _still_ours(
+        self, item: ClaimedItem, now: datetime | None, claimed_at: float
+    ) -> bool:
+        """Renew the row's lease if half of it is gone; False if it was lost.
+
+        A slow batch (timeouts piling up) can outlive the lease; another worker
+        may then have taken the row over, and sending it here too would be a
+        double text. The renewal is atomic: it succeeds only while the row is
+        still this worker's, and then no one else can take it.
+        """
+        if self._monotonic() - claimed_at < self.lease.total_seconds() / 2:
+            return True
+        if self.store.renew_lease(
+            item, self.worker_id, now=now or datetime.now(UTC), lease=self.lease
+        ):
+            return True
+        logger.warning(
+            "outbox %s: lease lost to another worker before sending; not sending",
+            item.id,
+        )
+        return False
 
     def _reconcile(self, item: ClaimedItem) -> SentRecord | None:
         since = (item.first_attempt_at or item.created_at) - RECONCILE_SLACK
