@@ -913,8 +913,8 @@ class ObservedWorker(SendWorker):
         super().__init__(*args, **kwargs)
         self.idle = threading.Event()
 
-    def run_once(self, now: datetime | None = None) -> int:
-        processed = super().run_once(now)
+    def run_once(self, now: datetime | None = None, **kwargs: Any) -> int:
+        processed = super().run_once(now, **kwargs)
         if processed == 0:
             self.idle.set()
         return processed
@@ -953,3 +953,39 @@ def test_run_forever_sends_when_woken(store: SqlStore, fake: FakeTransport) -> N
     assert not thread.is_alive()
     assert [m.outbox_id for m in fake.sent] == [outbox_id]
     assert row(store, outbox_id)["sid"] == fake.receipts[0].sid
+
+
+def test_run_forever_keeps_sending_past_a_slow_send(store: SqlStore) -> None:
+    # Given a worker with 4 sending threads, batches of 4, and 12 rows to 12
+    # phones, the first of which Twilio takes forever to accept
+    release = threading.Event()
+    first = threading.Lock()
+    slow: list[int] = []
+
+    def respond(message: OutboundMessage) -> SendReceipt:
+        with first:
+            hang = not slow
+            if hang:
+                slow.append(message.outbox_id or 0)
+        if hang:
+            release.wait(10)
+        return SendReceipt(sid=f"SM{message.outbox_id or 0:032x}", status="queued")
+
+    fake = FakeTransport(responder=respond)
+    ids = [queue(store, to=f"+1415555{1000 + i}") for i in range(12)]
+    settings = SETTINGS.replace(worker_concurrency=4, worker_batch_size=4)
+    worker = SendWorker(store, fake, settings=settings, worker_id="pipeline")
+    worker.start()
+    try:
+        # Then the other 11 are sent while it hangs: the threads it leaves
+        # free keep claiming, instead of waiting for its batch to finish
+        assert wait_for(lambda: len(fake.sent) == 11), (
+            f"only {len(fake.sent)} of 11 sent past a slow send"
+        )
+        assert slow and slow[0] not in [m.outbox_id for m in fake.sent]
+    finally:
+        release.set()
+        worker.stop()
+    # And every row is sent exactly once
+    assert sorted(m.outbox_id for m in fake.sent) == ids
+    assert all(row(store, i)["status"] == "sent" for i in ids)

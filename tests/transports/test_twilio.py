@@ -26,6 +26,7 @@ from twilio.http.response import Response as TwilioResponse
 from werkzeug import Request, Response
 
 from textwire import codes
+from textwire.config import Settings
 from textwire.errors import (
     AmbiguousSendError,
     ConfigError,
@@ -210,6 +211,25 @@ def test_repr_hides_token() -> None:
 
 
 # -- what goes on the wire -----------------------------------------------------
+
+
+def test_keeps_a_connection_per_sending_thread() -> None:
+    # Given a worker that sends 32 messages at once
+    settings = Settings(
+        twilio_account_sid=ACCOUNT_SID,
+        twilio_auth_token=AUTH_TOKEN,
+        twilio_phone_number=FROM,
+        worker_concurrency=32,
+    )
+    transport = TwilioTransport.from_settings(settings)
+    try:
+        # Then its HTTP client keeps 32 connections open to Twilio (the SDK
+        # alone keeps CPUs + 4, and reconnects, TLS included, for the rest)
+        for url in ("https://api.twilio.com", "http://127.0.0.1:8000"):
+            adapter = transport._http.session.get_adapter(url)
+            assert adapter._pool_maxsize == 32
+    finally:
+        transport.close()
 
 
 def test_sends_one_post_with_all_fields(

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 import urllib3.exceptions
+from requests.adapters import HTTPAdapter
 from twilio.base.exceptions import TwilioException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -87,9 +88,15 @@ class _RecordingHttpClient(TwilioHttpClient):  # type: ignore[misc]  # no stubs
     ``_test_only_last_response`` is shared by all threads.
     """
 
-    def __init__(self, *, timeout: float) -> None:
+    def __init__(self, *, timeout: float, pool_size: int = 10) -> None:
         super().__init__(timeout=timeout)
         self._local = threading.local()
+        # Keep a connection per sending thread: the SDK's own https pool holds
+        # min(32, CPUs + 4), and a thread finding it full opens (TLS
+        # handshake) and discards a connection for every message.
+        pool = max(10, pool_size)
+        for prefix in ("https://", "http://"):
+            self.session.mount(prefix, HTTPAdapter(pool_maxsize=pool))
 
     def request(
         self,
@@ -133,12 +140,18 @@ class _RecordingHttpClient(TwilioHttpClient):  # type: ignore[misc]  # no stubs
 
 
 def build_client(
-    account_sid: str, auth_token: str, *, api_url: str, timeout: float
+    account_sid: str,
+    auth_token: str,
+    *,
+    api_url: str,
+    timeout: float,
+    pool_size: int = 10,
 ) -> tuple[Any, _RecordingHttpClient]:
     """A twilio ``Client`` whose requests go to ``api_url`` (as given: no region,
     no edge, no TWILIO_* from the process environment), and its HTTP client
-    (``last_header("Date")`` …; ``close()`` it when done)."""
-    http = _RecordingHttpClient(timeout=timeout)
+    (``last_header("Date")`` …; ``close()`` it when done). ``pool_size``: how
+    many connections to keep open, at least one per thread sending at once."""
+    http = _RecordingHttpClient(timeout=timeout, pool_size=pool_size)
     client = Client(
         account_sid, auth_token, http_client=http, environment=_NO_ENVIRONMENT
     )
@@ -170,6 +183,7 @@ class TwilioTransport(Transport):
         timeout: float = 10.0,
         public_url: str | None = None,
         status_path: str = STATUS_PATH,
+        pool_size: int = 10,
     ) -> None:
         if not account_sid or not auth_token:
             raise ConfigError(
@@ -197,7 +211,11 @@ class TwilioTransport(Transport):
 
         self._client: Any
         self._client, self._http = build_client(
-            account_sid, auth_token, api_url=self.api_url, timeout=self.timeout
+            account_sid,
+            auth_token,
+            api_url=self.api_url,
+            timeout=self.timeout,
+            pool_size=pool_size,
         )
 
     @classmethod
@@ -223,6 +241,7 @@ class TwilioTransport(Transport):
             timeout=settings.twilio_timeout,
             public_url=settings.public_url,
             status_path=status_path,
+            pool_size=settings.worker_concurrency,
         )
 
     def __repr__(self) -> str:

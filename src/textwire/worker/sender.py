@@ -96,6 +96,9 @@ class SendWorker:
         self._rng = rng or random.Random()
         self._wake = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
+        # Sends in flight in the pool (run_forever keeps it near concurrency).
+        self._in_flight = 0
+        self._done = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -105,17 +108,27 @@ class SendWorker:
         """Cut the current idle wait short: there is new work."""
         self._wake.set()
 
-    def run_once(self, now: datetime | None = None) -> int:
+    def run_once(
+        self,
+        now: datetime | None = None,
+        *,
+        limit: int | None = None,
+        wait: bool = True,
+    ) -> int:
         """Claim one batch of due rows and process it; return how many.
 
         Args:
             now: the time to act at (tests pass it to step through backoff
                 without sleeping); the current time when omitted.
+            limit: the most rows to claim; ``batch_size`` when omitted.
+            wait: process the batch before returning. ``False`` hands the rows
+                to the sending threads and returns at once (``run_forever``
+                keeps the threads busy that way).
         """
         claim_time = now or datetime.now(UTC)
         items = self.store.claim(
             claim_time,
-            limit=self.batch_size,
+            limit=limit or self.batch_size,
             worker_id=self.worker_id,
             lease=self.lease,
         )
@@ -129,24 +142,61 @@ class SendWorker:
                 item, now, opted_out=item.to in opted_out, claimed_at=claimed_at
             )
 
-        if self.concurrency == 1 or len(items) == 1:
+        if not wait:
+            pool = self._executor()
+            for item in items:
+                with self._done:
+                    self._in_flight += 1
+                pool.submit(self._process_in_pool, process, item)
+        elif self.concurrency == 1 or len(items) == 1:
             for item in items:
                 process(item)
         else:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(
-                    self.concurrency, thread_name_prefix="textwire-send"
-                )
-            list(self._pool.map(process, items))
+            list(self._executor().map(process, items))
         return len(items)
 
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                self.concurrency, thread_name_prefix="textwire-send"
+            )
+        return self._pool
+
+    def _process_in_pool(
+        self, process: Callable[[ClaimedItem], None], item: ClaimedItem
+    ) -> None:
+        try:
+            process(item)
+        finally:
+            with self._done:
+                self._in_flight -= 1
+                self._done.notify()
+            # A row waiting behind this one (the next part of a reply to the
+            # same phone) may be due now.
+            self._wake.set()
+
     def run_forever(self, stop: threading.Event) -> None:
-        """Process batches until ``stop`` is set; errors are logged, never fatal."""
+        """Keep up to ``concurrency`` sends in flight until ``stop`` is set;
+        errors are logged, never fatal.
+
+        Rows are claimed whenever at least half the sending threads are free
+        (up to ``batch_size`` at a time), not batch after batch: waiting for a
+        whole batch (its slowest send, its last rate-limit slot) before the
+        next claim leaves the other threads idle, and capped a worker well
+        below its rate limit.
+        """
         logger.info("send worker %s started", self.worker_id)
         failures = 0
+        refill = max(1, min(self.batch_size, self.concurrency) // 2)
         while not stop.is_set():
+            with self._done:
+                while self.concurrency - self._in_flight < refill and not stop.is_set():
+                    self._done.wait(0.5)
+                room = min(self.batch_size, self.concurrency - self._in_flight)
+            if stop.is_set():
+                break
             try:
-                processed = self.run_once()
+                claimed = self.run_once(limit=room, wait=False)
                 failures = 0
             except StorageError:
                 failures += 1
@@ -158,7 +208,7 @@ class SendWorker:
                 logger.exception("send worker iteration crashed")
                 stop.wait(min(30.0, 0.5 * 2**failures))
                 continue
-            if processed == 0:
+            if claimed == 0:
                 self._wake.wait(self.poll_interval)
                 self._wake.clear()
         logger.info("send worker %s stopped", self.worker_id)
@@ -174,9 +224,11 @@ class SendWorker:
         return self._thread
 
     def stop(self, timeout: float | None = 10.0) -> None:
-        """Finish the current batch, then stop the thread ``start()`` made."""
+        """Finish the sends in flight, then stop the thread ``start()`` made."""
         self._stop.set()
         self._wake.set()
+        with self._done:
+            self._done.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None

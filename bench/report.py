@@ -1,0 +1,296 @@
+"""The Markdown report of one ``make bench`` run, from its JSON results."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+PASS, FAIL, NA = "pass", "**FAIL**", "—"
+
+
+def _n(value: float, digits: int = 0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def _ms(value: float) -> str:
+    return f"{_n(value, 1)} ms"
+
+
+def _verdict(ok: bool) -> str:
+    return PASS if ok else FAIL
+
+
+def summary_rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
+    rows: list[tuple[str, str, str, str, str, str]] = []
+    inbound = r["inbound"]
+    for worker_class in ("sync", "gthread"):
+        entry = inbound[worker_class]
+        base = entry["baseline"]
+        load = base["saturation_connections"]
+        base_at = next(x for x in base["levels"] if x["connections"] == load)
+        server = f"gunicorn -w 2 {worker_class}"
+        for database, name in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
+            tw = entry[database]
+            ratio = tw["ratio_peak_rps"]
+            rows.append(
+                (
+                    f"Inbound req/s (peak of sweep), {name}, {server}",
+                    _n(tw["peak_rps"]),
+                    f"{_n(base['peak_rps'])} (quickstart app)",
+                    f"{ratio:.2f}×",
+                    "≥ 0.5×",
+                    _verdict(ratio >= 0.5),
+                )
+            )
+            p99 = tw["at_baseline_saturation"]["p99_ms"]
+            rows.append(
+                (
+                    f"Inbound p99 at the baseline's saturation load ({load} conn.), "
+                    f"{name}, {server}",
+                    _ms(p99),
+                    _ms(base_at["p99_ms"]),
+                    f"{p99 / base_at['p99_ms']:.1f}×",
+                    "< 50 ms",
+                    _verdict(p99 < 50),
+                )
+            )
+    out = r["outbound"]
+    ceiling = out["ceiling_mps"]
+    loop = out["quickstart_loop"]["mps"]
+    for run in out["runs"]:
+        knobs = (
+            "shipped defaults: concurrency 4, batch 20"
+            if not run["settings"]
+            else "concurrency {}, batch {}".format(
+                run["settings"]["TEXTWIRE_WORKER_CONCURRENCY"],
+                run["settings"]["TEXTWIRE_WORKER_BATCH_SIZE"],
+            )
+        )
+        label = run["label"].replace(", shipped defaults", "")
+        share, times = run["share_of_ceiling"], run["vs_loop"]
+        rows.append(
+            (
+                f"Outbound msg/s at 100 ms API latency, {label} ({knobs}), PostgreSQL",
+                _n(run["mps"], 1),
+                f"ceiling {_n(ceiling)} / quickstart loop {_n(loop, 1)}",
+                f"{100 * share:.0f} % / {times:.1f}×",
+                "≥ 95 % / ≥ 30×",
+                f"{_verdict(share >= 0.95)} / {_verdict(times >= 30)}",
+            )
+        )
+    duplicates = sum(run["duplicates"] for run in out["runs"])
+    created = sum(run["created"] for run in out["runs"])
+    rows.append(
+        (
+            f"Duplicate creates at the emulator ({_n(created)} messages, all runs)",
+            str(duplicates),
+            NA,
+            NA,
+            "0",
+            _verdict(duplicates == 0),
+        )
+    )
+    reply = r["reply"]
+    idle = reply["idle"]
+    rows.append(
+        (
+            f"Reply latency p50, idle ({idle['replied']}/{idle['messages']} replies)",
+            _ms(idle["p50_ms"]),
+            "n/a (quickstart answers in TwiML)",
+            NA,
+            "< 50 ms",
+            _verdict(idle["p50_ms"] < 50),
+        )
+    )
+    rows.append(("Reply latency p99, idle", _ms(idle["p99_ms"]), NA, NA, NA, NA))
+    for load in reply["load"]:
+        rows.append(
+            (
+                f"Reply latency p50 / p99 under load: {_n(load['offered_rps'])} msg/s "
+                f"for {_n(load['seconds'])} s, open loop "
+                f"({load['replied']}/{load['messages']} replies)",
+                f"{_ms(load['p50_ms'])} / {_ms(load['p99_ms'])}",
+                NA,
+                NA,
+                NA,
+                NA,
+            )
+        )
+    mem, base_mem = reply["memory"], reply["baseline_memory"]
+    rows.append(
+        (
+            "Peak RSS (VmHWM) of `textwire run`, idle",
+            f"{_n(mem['idle']['peak_mb'], 1)} MB",
+            f"{_n(base_mem['idle']['peak_mb'], 1)} MB (quickstart app, waitress)",
+            f"{mem['idle']['peak_mb'] / base_mem['idle']['peak_mb']:.1f}×",
+            "< 150 MB",
+            _verdict(mem["idle"]["peak_mb"] < 150),
+        )
+    )
+    rows.append(
+        (
+            "Peak RSS (VmHWM) of `textwire run`, after the loads",
+            f"{_n(mem['after_load']['peak_mb'], 1)} MB",
+            f"{_n(base_mem['after_load']['peak_mb'], 1)} MB",
+            f"{mem['after_load']['peak_mb'] / base_mem['after_load']['peak_mb']:.1f}×",
+            NA,
+            NA,
+        )
+    )
+    return rows
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine_line(m: dict[str, Any]) -> str:
+    return (
+        f"{m['nproc']} cores (`nproc`), {m['cpu_model']}, {m['ram_gib']} GiB RAM, "
+        f"Linux {m['kernel']}, Python {m['python']}; load average at start "
+        f"{', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}"
+    )
+
+
+def markdown(r: dict[str, Any]) -> str:
+    title = "# textwire benchmarks"
+    if r.get("experiments"):
+        title += (
+            "\n\n**EXPERIMENT — not textwire as it is:** the processes under "
+            "test were patched with "
+            + ", ".join(f"`{name}`" for name in r["experiments"])
+            + " (bench/experiments/sitecustomize.py)."
+        )
+    parts = [
+        title,
+        "",
+        f"Run {r['started']} in {r['seconds']:.0f} s with `{r['command']}`.",
+        "",
+        f"**Machine:** {machine_line(r['machine'])}. The load generators, the "
+        "servers, PostgreSQL and the Twilio emulator all share these "
+        f"{r['machine']['nproc']} cores.",
+        "",
+        f"Source: commit {r['source']['commit']}"
+        + (
+            f" with {r['source']['uncommitted_paths']} uncommitted paths in the "
+            "working tree"
+            if r["source"]["uncommitted_paths"]
+            else ""
+        )
+        + ". Settings: "
+        + ", ".join(f"`{k}={v}`" for k, v in r["settings"].items())
+        + ".",
+        "",
+        "*Others* is the share of the machine used by processes that are not "
+        "part of the bench (a shared machine): "
+        f"{100 * r['other_load_before']:.0f} % just before the run; a "
+        "measurement with a large share was disturbed (measurements above "
+        f"{100 * r['settings']['quiet_limit']:.0f} % were redone once the machine "
+        f"was quiet again, {r.get('redone_measurements', 0)} times in this run, "
+        "keeping the least disturbed).",
+        "",
+        table(
+            ["Figure", "textwire", "Baseline", "Ratio", "Target", "Result"],
+            summary_rows(r),
+        ),
+        "",
+        "## Inbound sweeps",
+        "",
+        "Closed loop, `wrk -t1 -cN`, every request a new signed `help` message. "
+        "CPU is per request: the gunicorn processes, and the whole PostgreSQL "
+        "server. *wrk CPU* is the load generator's share of one core (it is "
+        "not the bottleneck while well below 100 %).",
+        "",
+    ]
+    rows: list[tuple[str, ...]] = []
+    for worker_class, entry in r["inbound"].items():
+        for key in ("baseline", "sqlite", "postgresql"):
+            sweep = entry[key]
+            name = "quickstart" if key == "baseline" else f"textwire {key}"
+            for level in sweep["levels"]:
+                rows.append(
+                    (
+                        f"{name}, {worker_class}",
+                        str(level["connections"]),
+                        _n(level["rps"]),
+                        _ms(level["p50_ms"]),
+                        _ms(level["p99_ms"]),
+                        str(level["errors"]),
+                        _n(level["server_cpu_ms_per_req"], 2),
+                        _n(level["postgres_cpu_ms_per_req"], 2),
+                        f"{100 * level['generator_cpu_share']:.0f} %",
+                        f"{100 * level['machine_busy']:.0f} %",
+                        f"{100 * level['other_load_share']:.0f} %",
+                    )
+                )
+    parts.append(
+        table(
+            [
+                "Server",
+                "Conn.",
+                "req/s",
+                "p50",
+                "p99",
+                "Errors",
+                "App CPU ms/req",
+                "PG CPU ms/req",
+                "wrk CPU",
+                "Machine busy",
+                "Others",
+            ],
+            rows,
+        )
+    )
+    out = r["outbound"]
+    parts += [
+        "",
+        "## Outbound runs",
+        "",
+        f"Emulator API latency {out['latency_s'] * 1000:.0f} ms, rate limit "
+        f"`TEXTWIRE_RATE_LIMIT_MPS={out['ceiling_mps']:g}`; the quickstart loop "
+        f"sent {out['quickstart_loop']['messages']} messages in "
+        f"{out['quickstart_loop']['seconds']} s.",
+        "",
+    ]
+    rows = []
+    for run in out["runs"]:
+        cpu = run["cpu_ms_per_msg"]
+        rows.append(
+            (
+                run["label"],
+                ", ".join(
+                    f"{k.removeprefix('TEXTWIRE_')}={v}"
+                    for k, v in run["settings"].items()
+                )
+                or "defaults",
+                f"{run['created']}/{run['queued']}",
+                _n(run["mps"], 1),
+                str(run["duplicates"]),
+                f"{_n(cpu['workers'], 2)} / {_n(cpu['emulator'], 2)} / "
+                f"{_n(cpu['postgres'], 2)}",
+                f"{100 * run['machine_busy']:.0f} %",
+                f"{100 * run['other_load_share']:.0f} %",
+            )
+        )
+    parts.append(
+        table(
+            [
+                "Senders",
+                "Settings",
+                "Created/queued",
+                "msg/s",
+                "Duplicates",
+                "CPU ms/msg worker / emulator / PG",
+                "Machine busy",
+                "Others",
+            ],
+            rows,
+        )
+    )
+    parts.append("")
+    return "\n".join(parts)
