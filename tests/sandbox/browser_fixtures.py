@@ -97,7 +97,7 @@ def wait_for(
             return value
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
+        time.sleep(0.02)  # sleep-ok: poll interval of a bounded condition wait
 
 
 def replies_to(box: Sandbox, phone: str) -> list[EmMessage]:
