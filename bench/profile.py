@@ -60,12 +60,17 @@ def package(frame: str) -> str:
     return where.split("/", 1)[0].removesuffix(".py")
 
 
+# Frames of the server loop and the thread pool, on every sample.
+SCAFFOLD = {"gunicorn", "threading", "concurrent"}
+
+
 def top_frames(raw: Path, n: int) -> str:
     """Self time by package, then the functions with the most inclusive and
     self time (frames on nearly every sample, the server's loop, left out)."""
     inclusive: collections.Counter[str] = collections.Counter()
     self_: collections.Counter[str] = collections.Counter()
     packages: collections.Counter[str] = collections.Counter()
+    scaffold: dict[str, bool] = {}
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -74,6 +79,9 @@ def top_frames(raw: Path, n: int) -> str:
         samples = int(count)
         frames = stack.split(";")
         total += samples
+        for frame in frames:
+            if package(frame) in SCAFFOLD or frame.startswith("<module>"):
+                scaffold[frame_name(frame)] = True
         for name in {frame_name(f) for f in frames}:
             inclusive[name] += samples
         self_[frame_name(frames[-1])] += samples
@@ -86,8 +94,12 @@ def top_frames(raw: Path, n: int) -> str:
 
     lines = [f"{total} samples", "", "self time by package:"]
     lines += [f"{share(v)}  {k}" for k, v in packages.most_common(12)]
-    lines += ["", "inclusive (frames on >= 97 % of samples left out):"]
-    shown = [(k, v) for k, v in inclusive.most_common() if v < 0.97 * total]
+    lines += ["", "inclusive (the server's and the thread pool's own frames left out):"]
+    shown = [
+        (k, v)
+        for k, v in inclusive.most_common()
+        if scaffold.get(k) is None and v < 0.97 * total
+    ]
     lines += [f"{share(v)}  {k}" for k, v in shown[:n]]
     lines += ["", "self:"]
     lines += [f"{share(v)}  {k}" for k, v in self_.most_common(n // 2)]
@@ -184,7 +196,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--wall", action="store_true", help="all samples, not --gil")
+    parser.add_argument(
+        "--raw", type=Path, help="print the top frames of this py-spy raw file only"
+    )
     args = parser.parse_args()
+    if args.raw:
+        print(top_frames(args.raw, args.top))
+        return
     out = WORK / f"profile-{args.what}.txt"
     WORK.mkdir(parents=True, exist_ok=True)
     with processes() as procs:
