@@ -175,6 +175,7 @@ def sweep(
             fastest = max(fastest, level["rps"])
     finally:
         procs.stop(server)
+        (WORK / "pool.txt").unlink(missing_ok=True)  # tens of MB of requests
     best = max(levels, key=lambda level: level["rps"])
     saturated = next(
         level for level in levels if level["rps"] >= SATURATION_SHARE * best["rps"]

@@ -163,6 +163,7 @@ def inbound(procs: Procs, database: str, seconds: int, out: Path, wall: bool) ->
         py_spy(children(server.pid)[0], seconds, out, wall=wall)
     finally:
         load.wait()
+        pool.unlink(missing_ok=True)
 
 
 def worker(procs: Procs, seconds: int, out: Path, wall: bool) -> None:
