@@ -115,7 +115,7 @@ def prefill(database_url: str, n: int) -> list[int]:
     try:
         with store.begin() as conn:
             return [
-                store.enqueue(
+                store.outbox.enqueue(
                     conn,
                     to=phone(i),
                     body=HELP_TEXT,

@@ -467,7 +467,7 @@ def soak_database(cfg: SoakConfig) -> Iterator[str]:
 
 
 def open_rows(store: Any) -> int:
-    depth: int = store.outbox_depth()
+    depth: int = store.outbox.depth()
     return depth
 
 

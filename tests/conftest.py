@@ -31,7 +31,7 @@ from textwire.examples.helpdesk import create_bot
 from textwire.storage.sql import SqlStore
 from textwire.transports.twilio import TwilioTransport
 from textwire.web import create_app
-from textwire.worker import SendWorker
+from textwire.worker import InboxWorker, SendWorker, Worker
 
 ACCOUNT_SID = "AC" + "a1" * 16
 AUTH_TOKEN = "test-auth-token-0123456789abcdef"
@@ -296,8 +296,35 @@ def transport(twilio_api: TwilioAPI, settings: Settings) -> Iterator[TwilioTrans
 
 @pytest.fixture
 def worker(
+    store: SqlStore, transport: TwilioTransport, settings: Settings, bot: Bot
+) -> Iterator[Worker]:
+    """The worker, stepped by the test: ``worker.run_once()`` handles what the
+    webhooks recorded, then sends what that queued."""
+    worker = Worker(store, bot, transport, settings=settings, worker_id="test-worker")
+    yield worker
+    worker.stop()
+
+
+def handle_inbox(
+    store: SqlStore, bot: Bot, settings: Settings, *, now: datetime | None = None
+) -> int:
+    """Run ``bot`` on every message the webhooks recorded, as the worker does
+    (no sending); how many were handled."""
+    inbox = InboxWorker(store, bot, settings=settings, worker_id="test-inbox")
+    try:
+        total = 0
+        while handled := inbox.run_once(now):
+            total += handled
+        return total
+    finally:
+        inbox.stop()
+
+
+@pytest.fixture
+def send_worker(
     store: SqlStore, transport: TwilioTransport, settings: Settings
 ) -> Iterator[SendWorker]:
+    """The send side alone, for tests that queue rows themselves."""
     worker = SendWorker(store, transport, settings=settings, worker_id="test-worker")
     yield worker
     worker.stop()

@@ -10,7 +10,8 @@ import pytest
 
 from textwire import Bot, Context, Inbound, Reply, Router, State, States
 from textwire import filters as F
-from textwire.conversation import MemoryStateStore
+from textwire.context import HandleOptions
+from textwire.conversation import MemoryStateStore, apply_state_changes
 from textwire.errors import RegistrationError
 
 from .conftest import make_form
@@ -26,14 +27,22 @@ def bodies(replies: list[Reply]) -> list[str]:
     return [r.body for r in replies]
 
 
-def run(bot: Bot, msg: Inbound, store: MemoryStateStore | None = None, **kw: object):
-    return bot.dispatch(
-        msg,
-        state_store=store or MemoryStateStore(),
-        now=kw.pop("now", NOW),  # type: ignore[arg-type]
-        public_url="https://bot.example.com",
-        **kw,  # type: ignore[arg-type]
-    )
+def run(
+    bot: Bot,
+    msg: Inbound,
+    store: MemoryStateStore | None = None,
+    *,
+    now: datetime = NOW,
+    apology: str | None = None,
+) -> list[Reply]:
+    """``bot.handle`` as the worker calls it, its state changes committed."""
+    store = store if store is not None else MemoryStateStore()
+    options = HandleOptions(public_url="https://bot.example.com")
+    if apology is not None:
+        options = HandleOptions(public_url="https://bot.example.com", apology=apology)
+    outcome = bot.handle(msg, state_store=store, now=now, options=options)
+    apply_state_changes(store, outcome.state_changes)
+    return list(outcome.replies)
 
 
 def test_first_match_wins_in_registration_then_inclusion_order() -> None:
@@ -165,7 +174,7 @@ def test_handler_exception_is_logged_and_answered_with_apology(
         raise KeyError("secret internals")
 
     with caplog.at_level(logging.ERROR, logger="textwire.bot.crashy"):
-        replies = run(bot, inbound("x"), default_apology="Sorry, try later.")
+        replies = run(bot, inbound("x"), apology="Sorry, try later.")
     assert bodies(replies) == ["Sorry, try later."]
     assert "secret internals" not in replies[0].body
     record = next(r for r in caplog.records if r.name == "textwire.bot.crashy")
@@ -373,7 +382,9 @@ def test_media_url_needs_a_public_url() -> None:
 
     (reply,) = run(bot, inbound("x"))
     assert reply.media == ("https://bot.example.com/media/logo.png",)
-    replies = bot.dispatch(
-        inbound("x"), state_store=MemoryStateStore(), default_apology="sorry"
-    )
+    replies = bot.handle(
+        inbound("x"),
+        state_store=MemoryStateStore(),
+        options=HandleOptions(apology="sorry"),
+    ).replies
     assert bodies(replies) == ["sorry"]

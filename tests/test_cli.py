@@ -120,7 +120,7 @@ def outbox_rows(db_path: Path) -> list[dict[str, Any]]:
             return []
         rows = []
         outbox_id = 1
-        while (row := store.outbox_row(outbox_id)) is not None:
+        while (row := store.outbox.row(outbox_id)) is not None:
             rows.append(row)
             outbox_id += 1
         return rows
@@ -390,7 +390,7 @@ def test_send_without_sender(cli_env: dict[str, str]) -> None:
         ("TEXTWIRE_DEFAULT_REGION", "USA", "TEXTWIRE_DEFAULT_REGION"),
         ("TEXTWIRE_DEFAULT_REGION", "ZZ", "TEXTWIRE_DEFAULT_REGION"),
         ("TEXTWIRE_MAX_SEND_ATTEMPTS", "lots", "TEXTWIRE_MAX_SEND_ATTEMPTS"),
-        ("TEXTWIRE_MAX_SEND_ATTEMPTS", "0", "max_send_attempts"),
+        ("TEXTWIRE_MAX_SEND_ATTEMPTS", "0", "TEXTWIRE_MAX_SEND_ATTEMPTS"),
         ("TEXTWIRE_VALIDATE_SIGNATURES", "maybe", "TEXTWIRE_VALIDATE_SIGNATURES"),
         ("TEXTWIRE_PUBLIC_URL", "bot.example.com", "http"),
     ],

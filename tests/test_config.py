@@ -228,15 +228,16 @@ def test_bad_float_names_the_variable_and_the_value(var: str, raw: str) -> None:
     ],
 )
 def test_out_of_range_numbers(var: str, raw: str) -> None:
-    field = var.removeprefix("TEXTWIRE_").lower()
-
-    with pytest.raises(ConfigError, match=field):
+    # The error names the variable to fix.
+    with pytest.raises(ConfigError, match=var):
         from_env(**{var: raw})
 
 
 @pytest.mark.parametrize("raw", ["0", "-3"])
 def test_max_send_attempts_must_be_positive(raw: str) -> None:
-    with pytest.raises(ConfigError, match="max_send_attempts must be at least 1"):
+    with pytest.raises(
+        ConfigError, match="TEXTWIRE_MAX_SEND_ATTEMPTS must be at least 1"
+    ):
         from_env(TEXTWIRE_MAX_SEND_ATTEMPTS=raw)
 
 

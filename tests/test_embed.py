@@ -22,11 +22,11 @@ from textwire import Bot
 from textwire.config import Settings
 from textwire.errors import ConfigError
 from textwire.storage.sql import SqlStore
-from textwire.web import Runtime, Textwire
+from textwire.web import Mount, Textwire
 from textwire.web.twiml import EMPTY_TWIML
 from textwire.worker import SendWorker
 
-from .conftest import PUBLIC_URL, TwilioAPI, make_form, sign
+from .conftest import PUBLIC_URL, TwilioAPI, handle_inbox, make_form, sign
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "embed_flask.py"
 
@@ -67,15 +67,11 @@ def test_the_example_shop_keeps_its_routes_and_answers_texts(
     assert "No such page" in missing.get_data(as_text=True)
     # When a signed "help" reaches the mounted webhook
     response = signed_post(client, "/twilio/sms", make_form("help"))
-    # Then it is acknowledged with empty TwiML and exactly one reply is queued
+    # Then it is acknowledged with empty TwiML and recorded for the worker
     assert response.status_code == 200
     assert response.get_data(as_text=True) == EMPTY_TWIML
-    assert store.outbox_depth() == 1
-    (row,) = store.messages("outbound")
-    assert row["media"] == [
-        f"{PUBLIC_URL}/media/logo.png",
-        f"{PUBLIC_URL}/media/helpdesk.png",
-    ]
+    assert [row["status"] for row in store.inbox.rows()] == ["pending"]
+    assert store.outbox.depth() == 0
     # and a forged one is refused, in textwire's plain text, storing nothing
     form = make_form("help")
     forged = client.post(
@@ -86,15 +82,20 @@ def test_the_example_shop_keeps_its_routes_and_answers_texts(
     assert forged.status_code == 403
     assert forged.content_type.startswith("text/plain")
     assert forged.get_data(as_text=True).startswith("403 Forbidden")
-    assert len(store.messages("inbound")) == 1
+    assert len(store.messages.all("inbound")) == 1
     # The bot's pictures and health are served too
     with client.get("/media/logo.png") as picture:
         assert picture.status_code == 200
     assert client.get("/healthz").get_json()["database"] == "ok"
-    assert isinstance(app.extensions["textwire"], Runtime)
+    assert isinstance(app.extensions["textwire"], Mount)
     # When `textwire worker` runs, the one reply goes out as one message
     while worker.run_once():
         pass
+    (row,) = store.messages.all("outbound")
+    assert row["media"] == [
+        f"{PUBLIC_URL}/media/logo.png",
+        f"{PUBLIC_URL}/media/helpdesk.png",
+    ]
     (create,) = twilio_api.creates
     assert create["form"]["StatusCallback"] == [f"{PUBLIC_URL}/twilio/status?outbox=1"]
 
@@ -137,7 +138,7 @@ def test_error_handlers_and_limits_stay_with_their_routes(
     assert too_big.status_code == 413
     assert too_big.get_data(as_text=True).startswith("413 Request Entity Too Large")
     assert client.post("/upload", data={"file": "x" * 70_000}).status_code == 200
-    assert store.messages() == []
+    assert store.messages.all() == []
 
 
 def test_mounted_under_other_prefixes_everything_follows(
@@ -170,7 +171,7 @@ def test_mounted_under_other_prefixes_everything_follows(
     status = {"MessageSid": sid, "MessageStatus": "sent", "AccountSid": "AC1"}
     callback = signed_post(client, action.removeprefix(PUBLIC_URL), status)
     assert callback.status_code == 204
-    assert store.messages("outbound")[0]["sid"] == sid
+    assert store.messages.all("outbound")[0]["sid"] == sid
     with client.get("/textwire/media/logo.png") as picture:
         assert picture.status_code == 200
     assert client.get("/textwire/healthz").status_code == 200
@@ -228,7 +229,8 @@ def test_one_textwire_many_apps_and_the_app_argument(
     assert ok.status_code == 200
     ok = signed_post(second.test_client(), "/sms-bot/sms", make_form("hours"))
     assert ok.status_code == 200
-    assert len(store.messages("outbound")) == 2
+    assert handle_inbox(store, bot, settings) == 2
+    assert len(store.messages.all("outbound")) == 2
 
 
 def test_init_app_checks_settings_before_touching_the_app(
@@ -253,18 +255,19 @@ def test_start_worker_sends_with_the_mounted_status_url(
     # Given textwire under /hooks with its own worker, aimed at the local Twilio
     app = shop()
     live = settings.replace(twilio_api_url=twilio_api.url)
-    runtime = Textwire(bot, settings=live, store=store).init_app(
+    mount = Textwire(bot, settings=live, store=store).init_app(
         app, url_prefix="/hooks", start_worker=True
     )
-    worker = runtime.worker
-    assert worker is not None
+    worker = mount.runtime.worker
+    assert worker is not None and worker.sender is not None
     # (stepped by hand from here on, so the test decides when it sends)
     worker.stop()
     try:
         signed_post(app.test_client(), "/hooks/sms", make_form("help"))
-        assert worker.run_once() == 1
+        assert worker.inbox.run_once() == 1
+        assert worker.sender.run_once() == 1
     finally:
-        worker.transport.close()
+        mount.runtime.stop()
     (create,) = twilio_api.creates
     assert create["form"]["StatusCallback"] == [f"{PUBLIC_URL}/hooks/status?outbox=1"]
 

@@ -46,7 +46,7 @@ def worker(store: SqlStore) -> Iterator[tuple[SendWorker, FakeTransport]]:
 
 def take_over_after_claim(store: SqlStore, other: str) -> None:
     """Make every row this claim returns another worker's, as if its lease ran out."""
-    claim = store.claim
+    claim = store.outbox.claim
 
     def claim_then_lose(*args: object, **kwargs: object) -> list[ClaimedItem]:
         items = claim(*args, **kwargs)  # type: ignore[arg-type]
@@ -58,7 +58,7 @@ def take_over_after_claim(store: SqlStore, other: str) -> None:
             )
         return items
 
-    store.claim = claim_then_lose  # type: ignore[method-assign]
+    store.outbox.claim = claim_then_lose  # type: ignore[method-assign]
 
 
 def test_a_row_taken_over_during_a_slow_batch_is_not_sent(
@@ -72,7 +72,7 @@ def test_a_row_taken_over_during_a_slow_batch_is_not_sent(
     take_over_after_claim(store, "other-worker")
     send_worker.run_once(now=T0)
     assert fake.sent == []
-    row = store.outbox_row(outbox_id)
+    row = store.outbox.row(outbox_id)
     assert row is not None and row["status"] == "sending"  # the other worker's now
 
 
@@ -86,21 +86,23 @@ def test_a_slow_batch_renews_its_lease_and_sends(
     send_worker._monotonic = SlowClock(elapsed=45)
     send_worker.run_once(now=T0)
     assert [m.outbox_id for m in fake.sent] == [outbox_id]
-    row = store.outbox_row(outbox_id)
+    row = store.outbox.row(outbox_id)
     assert row is not None and row["status"] == "sent"
 
 
 def test_renew_lease_only_for_the_owner(store: SqlStore) -> None:
     queue_message(store, to="+14155550199", body="hi", settings=SETTINGS, now=T0)
-    (item,) = store.claim(T0, limit=1, worker_id="a", lease=timedelta(seconds=60))
-    assert store.renew_lease(item, "a", now=T0, lease=timedelta(seconds=60))
-    assert not store.renew_lease(item, "b", now=T0, lease=timedelta(seconds=60))
+    (item,) = store.outbox.claim(
+        T0, limit=1, worker_id="a", lease=timedelta(seconds=60)
+    )
+    assert store.outbox.renew_lease(item, "a", now=T0, lease=timedelta(seconds=60))
+    assert not store.outbox.renew_lease(item, "b", now=T0, lease=timedelta(seconds=60))
     # Renewed at T0 + 50 s: another worker cannot take it at T0 + 61 s
-    store.renew_lease(
+    store.outbox.renew_lease(
         item, "a", now=T0 + timedelta(seconds=50), lease=timedelta(seconds=60)
     )
     assert (
-        store.claim(
+        store.outbox.claim(
             T0 + timedelta(seconds=61),
             limit=1,
             worker_id="b",

@@ -117,7 +117,7 @@ def outbox_ids_sent(api: TwilioAPI) -> list[int]:
 
 
 def all_sent(store: SqlStore, ids: list[int]) -> bool:
-    return all((store.outbox_row(i) or {}).get("status") == "sent" for i in ids)
+    return all((store.outbox.row(i) or {}).get("status") == "sent" for i in ids)
 
 
 SETTINGS = Settings(twilio_phone_number=BOT_NUMBER, public_url=PUBLIC_URL)

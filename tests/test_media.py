@@ -17,7 +17,7 @@ from textwire.storage.sql import SqlStore
 from textwire.web import create_app
 from textwire.worker import SendWorker
 
-from .conftest import PUBLIC_URL, PostFn, TwilioAPI, make_form, sign
+from .conftest import PUBLIC_URL, PostFn, TwilioAPI, handle_inbox, make_form, sign
 
 UK = "+447911123456"
 US = "+14155550199"
@@ -137,6 +137,7 @@ def test_a_reply_with_private_media_is_refused_like_a_failing_handler(
         data=form,
         headers={"X-Twilio-Signature": sign(PUBLIC_URL + "/twilio/sms", form)},
     )
+    handle_inbox(store, bot, settings)
     drain(worker)
     (create,) = twilio_api.creates
     assert create["form"]["Body"] == ["Sorry!"]
@@ -148,14 +149,16 @@ def test_the_bots_own_media_on_a_local_public_url_is_allowed(
 ) -> None:
     # The sandbox and dry runs serve the bot on 127.0.0.1: its own media pass.
     local = settings.replace(public_url="http://127.0.0.1:8000")
-    app = create_app(local, bot=_helpdesk(), store=store)
+    bot = _helpdesk()
+    app = create_app(local, bot=bot, store=store)
     form = make_form("help")
     app.test_client().post(
         "/twilio/sms",
         data=form,
         headers={"X-Twilio-Signature": sign("http://127.0.0.1:8000/twilio/sms", form)},
     )
-    (row,) = store.messages("outbound")
+    assert handle_inbox(store, bot, local) == 1
+    (row,) = store.messages.all("outbound")
     assert row["media"] == [
         "http://127.0.0.1:8000/media/logo.png",
         "http://127.0.0.1:8000/media/helpdesk.png",
@@ -258,7 +261,7 @@ def test_worker_with_probe_fails_unfetchable_media_without_an_api_call(
     worker = SendWorker(store, fake, settings=probing)
     worker.run_once()
     worker.stop()
-    row = store.outbox_row(outbox_id)
+    row = store.outbox.row(outbox_id)
     assert row is not None and row["status"] == "failed"
     assert "web page" in row["last_error"]
     assert fake.sent == []

@@ -13,7 +13,7 @@ from textwire.storage.sql import SqlStore
 from textwire.web import create_app
 from textwire.worker import SendWorker
 
-from .conftest import PUBLIC_URL, PostFn, TwilioAPI, make_form, sign
+from .conftest import PUBLIC_URL, PostFn, TwilioAPI, handle_inbox, make_form, sign
 
 ALICE = "+14155550188"
 
@@ -53,24 +53,27 @@ def test_advanced_opt_out_type_wins() -> None:
 
 
 def is_opted_out(store: SqlStore, phone: str) -> bool:
-    return phone in store.opted_out_among([phone])
+    return phone in store.contacts.opted_out_among([phone])
 
 
 def test_stop_opts_out_without_a_reply_and_start_opts_back_in(
     post_webhook: PostFn, worker: SendWorker, twilio_api: TwilioAPI, store: SqlStore
 ) -> None:
-    # STOP: recorded, opted out, no reply (Twilio answers STOP itself)
+    # STOP: recorded, opted out when handled, no reply (Twilio answers STOP
+    # itself)
     assert post_webhook(make_form(" stop ", From=ALICE)).status_code == 200
+    assert not is_opted_out(store, ALICE)  # recorded only, not handled yet
+    drain(worker)
     assert is_opted_out(store, ALICE)
     # Anything else while opted out: stored, no reply
     post_webhook(make_form("help", From=ALICE))
     drain(worker)
     assert twilio_api.creates == []
-    assert len(store.messages("inbound")) == 2
+    assert len(store.messages.all("inbound")) == 2
     # START: opted back in, still no bot reply (Twilio confirms it)
     post_webhook(make_form("START", From=ALICE))
-    assert not is_opted_out(store, ALICE)
     drain(worker)
+    assert not is_opted_out(store, ALICE)
     assert twilio_api.creates == []
     # and now the bot answers again
     post_webhook(make_form("help", From=ALICE))
@@ -102,7 +105,7 @@ def test_sending_to_an_opted_out_contact_is_refused_locally(
     # When the worker runs, nothing reaches Twilio
     drain(worker)
     assert twilio_api.creates == []
-    row = store.outbox_row(outbox_id)
+    row = store.outbox.row(outbox_id)
     assert row is not None
     assert (row["status"], row["last_error_code"]) == ("failed", 21610)
     assert "STOP" in row["last_error"]
@@ -116,7 +119,7 @@ def test_21610_from_twilio_marks_the_contact_opted_out(
 ) -> None:
     post_webhook(make_form("help", From=ALICE))
     drain(worker)
-    (row,) = store.messages("outbound")
+    (row,) = store.messages.all("outbound")
     form = {
         "MessageSid": row["sid"],
         "MessageStatus": "failed",
@@ -125,7 +128,7 @@ def test_21610_from_twilio_marks_the_contact_opted_out(
     }
     assert post_webhook(form, "/twilio/status").status_code == 204
     assert is_opted_out(store, ALICE)
-    (row,) = store.messages("outbound")
+    (row,) = store.messages.all("outbound")
     assert row["error_code"] == 21610 and "STOP" in (row["error_message"] or "").upper()
 
 
@@ -145,6 +148,7 @@ def test_a_bot_can_leave_opt_out_to_its_messaging_service(
         data=form,
         headers={"X-Twilio-Signature": sign(PUBLIC_URL + "/twilio/sms", form)},
     )
+    handle_inbox(store, bot, settings)
     drain(worker)
     assert not is_opted_out(store, ALICE)
     assert twilio_api.creates[0]["form"]["Body"] == ["got STOP"]

@@ -73,7 +73,9 @@ def test_a_status_callback_racing_the_worker_does_not_deadlock(
             store, to="+14155550199", body="hi", settings=settings
         )
         now = datetime.now(UTC)
-        (item,) = store.claim(now, limit=1, worker_id="w", lease=timedelta(minutes=1))
+        (item,) = store.outbox.claim(
+            now, limit=1, worker_id="w", lease=timedelta(minutes=1)
+        )
         sid = "SM" + "ab" * 16
         # Given the worker's mark_sent holding its first lock, the outbox row
         with store.engine.connect() as worker:
@@ -89,7 +91,7 @@ def test_a_status_callback_racing_the_worker_does_not_deadlock(
 
             def callback() -> None:
                 try:
-                    outcome["found"] = store.update_status(
+                    outcome["found"] = store.messages.update_status(
                         sid=sid,
                         outbox_id=outbox_id,
                         status="sent",
@@ -125,7 +127,7 @@ def test_a_status_callback_racing_the_worker_does_not_deadlock(
             thread.join(30)
         # Then both went through
         assert outcome == {"found": True}
-        row = store.outbox_row(outbox_id)
+        row = store.outbox.row(outbox_id)
         assert row is not None and (row["status"], row["sid"]) == ("sent", sid)
         assert row["message_status"] == "sent"
     finally:

@@ -23,7 +23,7 @@ LEASE = timedelta(seconds=60)
 
 def queue(store: SqlStore, to: str = "+14155550199", body: str = "hi") -> int:
     with store.begin() as conn:
-        return store.enqueue(
+        return store.outbox.enqueue(
             conn,
             to=to,
             body=body,
@@ -60,14 +60,16 @@ def test_in_memory_sqlite_and_unknown_schemes_are_refused() -> None:
 
 def test_record_inbound_is_deduplicated_by_message_sid(store: SqlStore) -> None:
     msg = Inbound.from_form(make_form("hello"))
-    with store.begin() as conn:
-        first = store.record_inbound(conn, msg, NOW)
-    with store.begin() as conn:
-        second = store.record_inbound(conn, msg, NOW)
+    first = store.inbox.record(msg, NOW)
+    second = store.inbox.record(msg, NOW)
     assert first is not None
     assert second is None
-    (row,) = store.messages("inbound")
+    (row,) = store.messages.all("inbound")
     assert row["sid"] == msg.sid and row["from_number"] == "+14155550199"
+    assert row["status"] == "received"
+    (item,) = store.inbox.rows()
+    assert item["id"] == first and item["message_id"] == row["id"]
+    assert item["status"] == "pending" and item["contact"] == "+14155550199"
 
 
 def test_racing_inbound_inserts_have_one_winner(store: SqlStore) -> None:
@@ -78,8 +80,7 @@ def test_racing_inbound_inserts_have_one_winner(store: SqlStore) -> None:
 
     def insert() -> None:
         barrier.wait(timeout=10)
-        with store.begin() as conn:
-            got = store.record_inbound(conn, msg, NOW)
+        got = store.inbox.record(msg, NOW)
         with lock:
             results.append(got)
 
@@ -90,7 +91,8 @@ def test_racing_inbound_inserts_have_one_winner(store: SqlStore) -> None:
         t.join(timeout=30)
     assert len(results) == 4
     assert sum(r is not None for r in results) == 1
-    assert len(store.messages("inbound")) == 1
+    assert len(store.messages.all("inbound")) == 1
+    assert len(store.inbox.rows()) == 1
 
 
 def test_claim_is_exclusive_across_threads(store: SqlStore) -> None:
@@ -103,7 +105,7 @@ def test_claim_is_exclusive_across_threads(store: SqlStore) -> None:
     def claim(worker: str) -> None:
         barrier.wait(timeout=10)
         while True:
-            items = store.claim(NOW, limit=3, worker_id=worker, lease=LEASE)
+            items = store.outbox.claim(NOW, limit=3, worker_id=worker, lease=LEASE)
             if not items:
                 return
             with lock:
@@ -122,31 +124,33 @@ def test_claim_respects_due_time_and_order_per_phone(store: SqlStore) -> None:
     a1 = queue(store, to="+14155550001", body="part 1")
     a2 = queue(store, to="+14155550001", body="part 2")
     b1 = queue(store, to="+14155550002", body="other")
-    items = store.claim(NOW, limit=10, worker_id="w", lease=LEASE)
+    items = store.outbox.claim(NOW, limit=10, worker_id="w", lease=LEASE)
     # Only the first open part per phone may go out.
     assert [i.id for i in items] == [a1, b1]
-    assert store.claim(NOW, limit=10, worker_id="w2", lease=LEASE) == []
+    assert store.outbox.claim(NOW, limit=10, worker_id="w2", lease=LEASE) == []
     first = items[0]
-    assert store.mark_sent(
+    assert store.outbox.mark_sent(
         first, "w", sid="SM" + "1" * 32, status="queued", num_segments=1, now=NOW
     )
-    (second,) = store.claim(NOW, limit=10, worker_id="w", lease=LEASE)
+    (second,) = store.outbox.claim(NOW, limit=10, worker_id="w", lease=LEASE)
     assert second.id == a2 and second.body == "part 2"
     assert second.media == ("https://x.example/a.png",)
 
 
 def test_retry_waits_until_due(store: SqlStore) -> None:
     queue(store)
-    (item,) = store.claim(NOW, limit=1, worker_id="w", lease=LEASE)
+    (item,) = store.outbox.claim(NOW, limit=1, worker_id="w", lease=LEASE)
     later = NOW + timedelta(seconds=30)
-    assert store.mark_retry(
+    assert store.outbox.mark_retry(
         item, "w", next_attempt_at=later, error="boom", code=None, now=NOW
     )
     assert (
-        store.claim(later - timedelta(seconds=1), limit=1, worker_id="w", lease=LEASE)
+        store.outbox.claim(
+            later - timedelta(seconds=1), limit=1, worker_id="w", lease=LEASE
+        )
         == []
     )
-    (again,) = store.claim(later, limit=1, worker_id="w", lease=LEASE)
+    (again,) = store.outbox.claim(later, limit=1, worker_id="w", lease=LEASE)
     assert again.attempts == 2 and not again.reconcile
 
 
@@ -154,22 +158,24 @@ def test_expired_lease_is_taken_over_and_flagged_for_reconciliation(
     store: SqlStore,
 ) -> None:
     queue(store)
-    (item,) = store.claim(NOW, limit=1, worker_id="dead", lease=LEASE)
+    (item,) = store.outbox.claim(NOW, limit=1, worker_id="dead", lease=LEASE)
     assert not item.reconcile
-    assert store.claim(NOW + LEASE / 2, limit=1, worker_id="w2", lease=LEASE) == []
-    (taken,) = store.claim(NOW + LEASE * 2, limit=1, worker_id="w2", lease=LEASE)
+    assert (
+        store.outbox.claim(NOW + LEASE / 2, limit=1, worker_id="w2", lease=LEASE) == []
+    )
+    (taken,) = store.outbox.claim(NOW + LEASE * 2, limit=1, worker_id="w2", lease=LEASE)
     assert taken.id == item.id and taken.reconcile and taken.attempts == 2
     # The dead worker's late answer is dropped: the row is no longer its own.
-    assert not store.mark_sent(
+    assert not store.outbox.mark_sent(
         item, "dead", sid="SM" + "2" * 32, status="queued", num_segments=1, now=NOW
     )
-    assert store.outbox_row(item.id)["status"] == "sending"  # type: ignore[index]
+    assert store.outbox.row(item.id)["status"] == "sending"  # type: ignore[index]
 
 
 def test_unknown_rows_are_reconciled_on_the_next_claim(store: SqlStore) -> None:
     queue(store)
-    (item,) = store.claim(NOW, limit=1, worker_id="w", lease=LEASE)
-    store.mark_retry(
+    (item,) = store.outbox.claim(NOW, limit=1, worker_id="w", lease=LEASE)
+    store.outbox.mark_retry(
         item,
         "w",
         next_attempt_at=NOW,
@@ -178,36 +184,36 @@ def test_unknown_rows_are_reconciled_on_the_next_claim(store: SqlStore) -> None:
         now=NOW,
         unknown=True,
     )
-    assert store.outbox_row(item.id)["status"] == "unknown"  # type: ignore[index]
-    (again,) = store.claim(NOW, limit=1, worker_id="w", lease=LEASE)
+    assert store.outbox.row(item.id)["status"] == "unknown"  # type: ignore[index]
+    (again,) = store.outbox.claim(NOW, limit=1, worker_id="w", lease=LEASE)
     assert again.reconcile
 
 
 def test_failed_row_records_code_and_unblocks_the_next_part(store: SqlStore) -> None:
     first = queue(store, body="1")
     second = queue(store, body="2")
-    (item,) = store.claim(NOW, limit=5, worker_id="w", lease=LEASE)
+    (item,) = store.outbox.claim(NOW, limit=5, worker_id="w", lease=LEASE)
     assert item.id == first
-    store.mark_failed(item, "w", error="invalid number", code=21211, now=NOW)
-    row = store.outbox_row(first)
+    store.outbox.mark_failed(item, "w", error="invalid number", code=21211, now=NOW)
+    row = store.outbox.row(first)
     assert row is not None
     assert (row["status"], row["last_error_code"], row["message_status"]) == (
         "failed",
         21211,
         "failed",
     )
-    (next_item,) = store.claim(NOW, limit=5, worker_id="w", lease=LEASE)
+    (next_item,) = store.outbox.claim(NOW, limit=5, worker_id="w", lease=LEASE)
     assert next_item.id == second
 
 
 def test_status_only_moves_forward(store: SqlStore) -> None:
     outbox_id = queue(store)
-    (item,) = store.claim(NOW, limit=1, worker_id="w", lease=LEASE)
+    (item,) = store.outbox.claim(NOW, limit=1, worker_id="w", lease=LEASE)
     sid = "SM" + "3" * 32
-    store.mark_sent(item, "w", sid=sid, status="queued", num_segments=1, now=NOW)
+    store.outbox.mark_sent(item, "w", sid=sid, status="queued", num_segments=1, now=NOW)
 
     def status_of() -> str:
-        row = store.outbox_row(outbox_id)
+        row = store.outbox.row(outbox_id)
         assert row is not None
         return str(row["message_status"])
 
@@ -219,7 +225,7 @@ def test_status_only_moves_forward(store: SqlStore) -> None:
         ("undelivered", "delivered"),
         ("read", "read"),
     ]:
-        assert store.update_status(
+        assert store.messages.update_status(
             sid=sid,
             outbox_id=None,
             status=new,
@@ -228,7 +234,7 @@ def test_status_only_moves_forward(store: SqlStore) -> None:
             now=NOW,
         )
         assert status_of() == expected, new
-    assert not store.update_status(
+    assert not store.messages.update_status(
         sid="SM" + "9" * 32,
         outbox_id=None,
         status="sent",
@@ -241,7 +247,7 @@ def test_status_only_moves_forward(store: SqlStore) -> None:
 def test_status_by_outbox_id_before_the_sid_is_stored(store: SqlStore) -> None:
     outbox_id = queue(store)
     sid = "SM" + "4" * 32
-    assert store.update_status(
+    assert store.messages.update_status(
         sid=sid,
         outbox_id=outbox_id,
         status="sent",
@@ -249,13 +255,13 @@ def test_status_by_outbox_id_before_the_sid_is_stored(store: SqlStore) -> None:
         error_message=None,
         now=NOW,
     )
-    (row,) = store.messages("outbound")
+    (row,) = store.messages.all("outbound")
     assert row["sid"] == sid and row["status"] == "sent"
 
 
 def test_unknown_status_is_kept_out_of_the_state_machine(store: SqlStore) -> None:
     outbox_id = queue(store)
-    assert store.update_status(
+    assert store.messages.update_status(
         sid=None,
         outbox_id=outbox_id,
         status="teleported",
@@ -263,35 +269,35 @@ def test_unknown_status_is_kept_out_of_the_state_machine(store: SqlStore) -> Non
         error_message="unknown",
         now=NOW,
     )
-    (row,) = store.messages("outbound")
+    (row,) = store.messages.all("outbound")
     assert row["status"] == "pending" and row["error_code"] == 30008
 
 
 def test_state_store_round_trip_and_upsert(store: SqlStore) -> None:
     key = ConversationKey(bot_number="+14155550100", contact="+14155550199")
     with store.begin() as conn:
-        states = store.state_store(conn)
+        states = store.states.store(conn)
         assert states.load(key) is None
         states.save(key, StateRecord("a", {"n": 1}, None))
         states.save(key, StateRecord("b", {"n": 2}, NOW))
     with store.begin() as conn:
-        record = store.state_store(conn).load(key)
+        record = store.states.store(conn).load(key)
         assert record == StateRecord("b", {"n": 2}, NOW)
-        store.state_store(conn).delete(key)
+        store.states.store(conn).delete(key)
     with store.begin() as conn:
-        assert store.state_store(conn).load(key) is None
+        assert store.states.store(conn).load(key) is None
 
 
 def test_opt_out_flag(store: SqlStore) -> None:
     with store.begin() as conn:
-        assert store.ensure_contact(conn, "+14155550199", NOW) is False
-        store.set_opt_out(conn, "+14155550199", True, NOW)
-        assert store.ensure_contact(conn, "+14155550199", NOW) is True
+        assert store.contacts.ensure(conn, "+14155550199", NOW) is False
+        store.contacts.set_opt_out(conn, "+14155550199", True, NOW)
+        assert store.contacts.ensure(conn, "+14155550199", NOW) is True
 
 
 def test_naive_datetimes_are_refused(store: SqlStore) -> None:
     with pytest.raises(StorageError), store.begin() as conn:
-        store.enqueue(
+        store.outbox.enqueue(
             conn,
             to="+14155550199",
             body="x",

@@ -86,8 +86,8 @@ def test_help_is_one_twiml_message_with_body_and_both_media_and_no_rest_call(
         f"{PUBLIC_URL}/media/helpdesk.png",
     ]
     # with its status coming back to the outbox row that records it
-    (row,) = store.messages("outbound")
-    outbox = store.outbox_row(1)
+    (row,) = store.messages.all("outbound")
+    outbox = store.outbox.row(1)
     assert outbox is not None and outbox["status"] == "twiml"
     assert message.get("action") == f"{STATUS}{outbox['id']}"
     assert message.get("statusCallback") == message.get("action")
@@ -100,7 +100,7 @@ def test_help_is_one_twiml_message_with_body_and_both_media_and_no_rest_call(
     assert drain(worker) == 0
     # Then nothing ever went through Twilio's REST API
     assert twilio_api.requests == []
-    assert store.outbox_depth() == 0
+    assert store.outbox.depth() == 0
 
 
 def test_three_replies_are_three_messages_in_order(
@@ -114,7 +114,7 @@ def test_three_replies_are_three_messages_in_order(
 
     woken: list[str] = []
     app = create_app(
-        settings, bot=bot, store=store, notify_queued=lambda: woken.append("wake")
+        settings, bot=bot, store=store, notify=lambda: woken.append("wake")
     )
     response = post(app, make_form("go"))
     messages = messages_of(response)
@@ -123,7 +123,7 @@ def test_three_replies_are_three_messages_in_order(
         (["two"], ["https://cdn.example.com/2.png"]),
         (["three"], []),
     ]
-    ids = [row["id"] for row in store.messages("outbound")]
+    ids = [row["id"] for row in store.messages.all("outbound")]
     assert len(ids) == 3
     actions = [m.get("action") for m in messages]
     assert actions == [f"{STATUS}{i}" for i in (1, 2, 3)]
@@ -142,7 +142,7 @@ def test_no_reply_is_an_empty_response(settings: Settings, store: SqlStore) -> N
     response = post(create_app(settings, bot=bot, store=store), make_form("hi"))
     assert response.get_data(as_text=True) == EMPTY_TWIML
     assert messages_of(response) == []
-    assert store.messages("outbound") == []
+    assert store.messages.all("outbound") == []
 
 
 def test_stop_is_an_empty_response_and_opts_the_contact_out(
@@ -150,11 +150,11 @@ def test_stop_is_an_empty_response_and_opts_the_contact_out(
 ) -> None:
     response = post_webhook(make_form("STOP", From="+14155550123"))
     assert response.get_data(as_text=True) == EMPTY_TWIML
-    assert store.opted_out_among(["+14155550123"]) == {"+14155550123"}
+    assert store.contacts.opted_out_among(["+14155550123"]) == {"+14155550123"}
     # and an opted-out contact gets no TwiML reply either, until START
     again = post_webhook(make_form("help", From="+14155550123"))
     assert again.get_data(as_text=True) == EMPTY_TWIML
-    assert store.messages("outbound") == []
+    assert store.messages.all("outbound") == []
 
 
 def test_uk_sender_gets_the_links_in_the_body_and_no_media(
@@ -169,7 +169,7 @@ def test_uk_sender_gets_the_links_in_the_body_and_no_media(
     assert "help desk" in body
     assert f"{PUBLIC_URL}/media/logo.png" in body
     assert f"{PUBLIC_URL}/media/helpdesk.png" in body
-    (row,) = store.messages("outbound")
+    (row,) = store.messages.all("outbound")
     assert row["to_number"] == "+447911123456" and row["media"] == []
 
 
@@ -198,13 +198,13 @@ def test_the_action_callback_stores_the_sid_and_the_status(
         return code
 
     assert callback("sent") == 204
-    (row,) = store.messages("outbound")
+    (row,) = store.messages.all("outbound")
     assert (row["sid"], row["status"]) == (sid, "sent")
     assert callback("delivered") == 204
     assert callback("sent") == 204  # late: changes nothing
-    (row,) = store.messages("outbound")
+    (row,) = store.messages.all("outbound")
     assert (row["sid"], row["status"]) == (sid, "delivered")
-    outbox = store.outbox_row(int(action.rsplit("=", 1)[1]))
+    outbox = store.outbox.row(int(action.rsplit("=", 1)[1]))
     assert outbox is not None
     assert (outbox["sid"], outbox["status"]) == (sid, "twiml")
     assert outbox["message_status"] == "delivered"
@@ -219,8 +219,8 @@ def test_a_duplicate_webhook_gets_an_empty_response(
     assert len(messages_of(first)) == 1
     # The first delivery got the replies; answering them again could text twice.
     assert second.get_data(as_text=True) == EMPTY_TWIML
-    assert len(store.messages("inbound")) == 1
-    assert len(store.messages("outbound")) == 1
+    assert len(store.messages.all("inbound")) == 1
+    assert len(store.messages.all("outbound")) == 1
 
 
 def test_a_handler_that_raises_answers_the_apology_in_twiml(
@@ -249,7 +249,7 @@ def test_a_forged_webhook_is_refused_in_twiml_mode_too(
     form = make_form("help")
     forged = post_webhook(form, signature=sign(PUBLIC_URL + "/twilio/sms", form, "x"))
     assert forged.status_code == 403
-    assert store.messages() == []
+    assert store.messages.all() == []
 
 
 def test_twiml_rows_never_hold_back_a_later_rest_send(
@@ -268,7 +268,7 @@ def test_twiml_rows_never_hold_back_a_later_rest_send(
     assert drain(worker) == 1
     (create,) = twilio_api.creates
     assert create["form"]["Body"] == ["Your order shipped"]
-    rows = [store.outbox_row(i) or {} for i in (1, 2)]
+    rows = [store.outbox.row(i) or {} for i in (1, 2)]
     assert [row["status"] for row in rows] == ["twiml", "sent"]
 
 

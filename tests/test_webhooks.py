@@ -27,6 +27,7 @@ from .conftest import (
     PUBLIC_URL,
     PostFn,
     TwilioAPI,
+    handle_inbox,
     make_form,
     sign,
 )
@@ -99,9 +100,9 @@ def test_other_text_gets_the_menu_and_a_picture_an_acknowledgement(
         )
     )
     drain(worker)
-    bodies = [c["form"]["Body"][0] for c in twilio_api.creates]
-    assert "menu" in bodies[0].lower()
-    assert "picture" in bodies[1].lower()
+    bodies = {c["form"]["To"][0]: c["form"]["Body"][0] for c in twilio_api.creates}
+    assert "menu" in bodies["+14155550199"].lower()
+    assert "picture" in bodies["+14155550177"].lower()
     assert all("MediaUrl" not in c["form"] for c in twilio_api.creates)
 
 
@@ -113,7 +114,7 @@ def test_duplicate_webhook_gets_200_and_no_second_reply(
     assert post_webhook(form).status_code == 200
     drain(worker)
     assert len(twilio_api.creates) == 1
-    assert len(store.messages("inbound")) == 1
+    assert len(store.messages.all("inbound")) == 1
 
 
 def test_concurrent_duplicates_get_one_reply(
@@ -142,7 +143,7 @@ def test_concurrent_duplicates_get_one_reply(
     assert statuses == [200, 200, 200, 200]
     drain(worker)
     assert len(twilio_api.creates) == 1
-    assert len(store.messages("outbound")) == 1
+    assert len(store.messages.all("outbound")) == 1
 
 
 def test_forged_and_missing_signatures_are_refused_and_explained(
@@ -162,7 +163,7 @@ def test_forged_and_missing_signatures_are_refused_and_explained(
             tampered_form, signature=sign(PUBLIC_URL + "/twilio/sms", form)
         )
     assert [forged.status_code, missing.status_code, tampered.status_code] == [403] * 3
-    assert store.messages() == []
+    assert store.messages.all() == []
     text = caplog.text
     # The log says which URL was checked and how to fix it, never the token.
     assert f"{PUBLIC_URL}/twilio/sms" in text
@@ -178,7 +179,7 @@ def proxied_app(settings: Settings, bot: Bot, store: SqlStore) -> Flask:
 
 
 def test_signature_behind_a_tunnel_uses_forwarded_proto_and_host(
-    proxied_app: Flask, store: SqlStore
+    proxied_app: Flask, store: SqlStore, bot: Bot, settings: Settings
 ) -> None:
     # Given ngrok terminating TLS and forwarding plain HTTP to localhost
     client = proxied_app.test_client()
@@ -191,8 +192,10 @@ def test_signature_behind_a_tunnel_uses_forwarded_proto_and_host(
     }
     response = client.post("/twilio/sms", data=form, headers=headers)
     assert response.status_code == 200
-    # The reply's images point at the public URL too
-    (row,) = store.messages("outbound")
+    # The reply's images point at the public URL too (the webhook keeps it
+    # for the worker, which has no request to derive it from)
+    handle_inbox(store, bot, settings.replace(public_url=None))
+    (row,) = store.messages.all("outbound")
     assert row["media"][0] == "https://abc123.ngrok.app/media/logo.png"
     # Without the forwarded headers the same signature cannot match
     other = make_form("help")
@@ -252,7 +255,7 @@ def test_malformed_forms_get_400_and_nothing_is_stored(
     response = post_webhook(form)
     assert response.status_code == 400
     assert phrase in response.get_data(as_text=True)
-    assert store.messages() == []
+    assert store.messages.all() == []
 
 
 def test_oversized_request_gets_413(client: FlaskClient, store: SqlStore) -> None:
@@ -263,7 +266,7 @@ def test_oversized_request_gets_413(client: FlaskClient, store: SqlStore) -> Non
         headers={"X-Twilio-Signature": sign(PUBLIC_URL + "/twilio/sms", form)},
     )
     assert response.status_code == 413
-    assert store.messages() == []
+    assert store.messages.all() == []
 
 
 def test_wrong_method_and_unknown_route(client: FlaskClient) -> None:
@@ -272,7 +275,12 @@ def test_wrong_method_and_unknown_route(client: FlaskClient) -> None:
 
 
 def test_api_errors_are_retried_or_failed_as_twilio_means_them(
-    post_webhook: PostFn, worker: SendWorker, twilio_api: TwilioAPI, store: SqlStore
+    post_webhook: PostFn,
+    send_worker: SendWorker,
+    twilio_api: TwilioAPI,
+    store: SqlStore,
+    bot: Bot,
+    settings: Settings,
 ) -> None:
     # Given Twilio answers 429 (Retry-After 3), then 500, then accepts
     twilio_api.failures += [
@@ -287,14 +295,16 @@ def test_api_errors_are_retried_or_failed_as_twilio_means_them(
     from datetime import UTC, datetime, timedelta
 
     t0 = datetime.now(UTC)
+    assert handle_inbox(store, bot, settings, now=t0) == 1
+    worker = send_worker
     assert worker.run_once(now=t0) == 1
-    (row,) = [store.outbox_row(i) for i in (1,)]
+    (row,) = [store.outbox.row(i) for i in (1,)]
     assert row is not None and row["status"] == "queued"
     assert row["next_attempt_at"] == t0 + timedelta(seconds=3)
     assert worker.run_once(now=t0 + timedelta(seconds=2)) == 0
     assert worker.run_once(now=t0 + timedelta(seconds=3)) == 1  # the 500
     assert worker.run_once(now=t0 + timedelta(seconds=60)) == 1  # accepted
-    row = store.outbox_row(1)
+    row = store.outbox.row(1)
     assert row is not None and row["status"] == "sent" and row["sid"]
     # Three POSTs for one message: the two refused ones never created a message.
     assert len(twilio_api.creates) == 3
@@ -316,13 +326,13 @@ def test_permanent_error_fails_with_code_and_reason(
     )
     post_webhook(make_form("help", From="+14155550166"))
     drain(worker)
-    row = store.outbox_row(1)
+    row = store.outbox.row(1)
     assert row is not None
     assert (row["status"], row["last_error_code"]) == ("failed", 21610)
     assert "+14155550166" not in (row["last_error"] or "")
     assert len(twilio_api.creates) == 1
     with store.begin() as conn:
-        assert store.ensure_contact(conn, "+14155550166", datetime_now())
+        assert store.contacts.ensure(conn, "+14155550166", datetime_now())
 
 
 def datetime_now() -> Any:
@@ -336,6 +346,7 @@ def test_timeout_after_sending_is_reconciled_not_resent(
     settings: Settings,
     store: SqlStore,
     twilio_api: TwilioAPI,
+    bot: Bot,
 ) -> None:
     from textwire.transports.twilio import TwilioTransport
 
@@ -351,8 +362,9 @@ def test_timeout_after_sending_is_reconciled_not_resent(
     )
     worker = SendWorker(store, transport, settings=settings, worker_id="w")
     post_webhook(make_form("help"))
+    handle_inbox(store, bot, settings)
     worker.run_once()
-    row = store.outbox_row(1)
+    row = store.outbox.row(1)
     assert row is not None and row["status"] == "unknown"
     assert len(twilio_api.creates) == 1
     twilio_api.stall.set()
@@ -365,6 +377,7 @@ def test_a_status_callback_before_reconciliation_does_not_cause_a_resend(
     settings: Settings,
     store: SqlStore,
     twilio_api: TwilioAPI,
+    bot: Bot,
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
@@ -382,9 +395,10 @@ def test_a_status_callback_before_reconciliation_does_not_cause_a_resend(
     )
     worker = SendWorker(store, transport, settings=settings, worker_id="w")
     post_webhook(make_form("help"))
+    handle_inbox(store, bot, settings)
     worker.run_once()
     twilio_api.chaos = None
-    row = store.outbox_row(1)
+    row = store.outbox.row(1)
     assert row is not None and row["status"] == "unknown"
     # When the message's status callback arrives before the reconciliation
     (created,) = twilio_api.created
@@ -394,7 +408,7 @@ def test_a_status_callback_before_reconciliation_does_not_cause_a_resend(
     transport.close()
     # Then the reconciliation adopts it: one message, never a second text
     assert len(twilio_api.creates) == 1
-    row = store.outbox_row(1)
+    row = store.outbox.row(1)
     assert row is not None
     assert (row["status"], row["sid"]) == ("sent", created["sid"])
 
@@ -402,7 +416,7 @@ def test_a_status_callback_before_reconciliation_does_not_cause_a_resend(
 def test_handler_that_raises_gets_an_apology_not_a_traceback(
     settings: Settings,
     store: SqlStore,
-    worker: SendWorker,
+    send_worker: SendWorker,
     twilio_api: TwilioAPI,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -412,18 +426,18 @@ def test_handler_that_raises_gets_an_apology_not_a_traceback(
     def explode(msg: Inbound, ctx: Context) -> str:
         raise ZeroDivisionError("division by zero in the pricing code")
 
-    app = create_app(
-        settings.replace(apology="Sorry! Try again soon."), bot=bot, store=store
-    )
+    settings = settings.replace(apology="Sorry! Try again soon.")
+    app = create_app(settings, bot=bot, store=store)
     form = make_form("price?")
-    with caplog.at_level(logging.ERROR):
-        response = app.test_client().post(
-            "/twilio/sms",
-            data=form,
-            headers={"X-Twilio-Signature": sign(PUBLIC_URL + "/twilio/sms", form)},
-        )
+    response = app.test_client().post(
+        "/twilio/sms",
+        data=form,
+        headers={"X-Twilio-Signature": sign(PUBLIC_URL + "/twilio/sms", form)},
+    )
     assert response.status_code == 200
-    drain(worker)
+    with caplog.at_level(logging.ERROR):
+        assert handle_inbox(store, bot, settings) == 1
+    drain(send_worker)
     (create,) = twilio_api.creates
     assert create["form"]["Body"] == ["Sorry! Try again soon."]
     assert "Traceback" in caplog.text or any(r.exc_info for r in caplog.records)
@@ -451,7 +465,7 @@ def test_status_callback_updates_the_message_monotonically(
 ) -> None:
     post_webhook(make_form("help"))
     drain(worker)
-    (row,) = store.messages("outbound")
+    (row,) = store.messages.all("outbound")
     sid = row["sid"]
 
     def status(value: str, **extra: str) -> int:
@@ -462,10 +476,10 @@ def test_status_callback_updates_the_message_monotonically(
     assert status("sent") == 204
     assert status("delivered") == 204
     assert status("sent") == 204  # late
-    (row,) = store.messages("outbound")
+    (row,) = store.messages.all("outbound")
     assert row["status"] == "delivered"
     assert status("undelivered", ErrorCode="30003") == 204
-    (row,) = store.messages("outbound")
+    (row,) = store.messages.all("outbound")
     assert row["status"] == "delivered" and row["error_code"] == 30003
 
 

@@ -68,7 +68,7 @@ def queue(
     now: datetime = NOW,
 ) -> int:
     with store.begin() as conn:
-        return store.enqueue(
+        return store.outbox.enqueue(
             conn,
             to=to,
             body=body,
@@ -80,7 +80,7 @@ def queue(
 
 
 def row(store: SqlStore, outbox_id: int) -> dict[str, Any]:
-    found = store.outbox_row(outbox_id)
+    found = store.outbox.row(outbox_id)
     assert found is not None, f"outbox row {outbox_id} missing"
     return found
 
@@ -91,7 +91,7 @@ def after(seconds: float, start: datetime = NOW) -> datetime:
 
 def opted_out(store: SqlStore, phone: str) -> bool:
     with store.begin() as conn:
-        return store.ensure_contact(conn, phone, NOW)
+        return store.contacts.ensure(conn, phone, NOW)
 
 
 class Scripted:
@@ -184,10 +184,10 @@ def test_reply_with_text_and_two_media_is_sent_as_one_message(
     assert r["attempts"] == 1
     assert r["last_error"] is None and r["last_error_code"] is None
     assert r["message_status"] == "queued"
-    (message,) = store.messages("outbound")
+    (message,) = store.messages.all("outbound")
     assert message["sid"] == receipt.sid
     assert message["sent_at"] == NOW
-    assert store.outbox_depth() == 0
+    assert store.outbox.depth() == 0
 
     # And running again, even much later, sends nothing more
     assert worker.run_once(now=after(3600)) == 0
@@ -361,9 +361,9 @@ def test_gives_up_after_max_attempts(store: SqlStore, make_worker: MakeWorker) -
     assert "gave up after 3 attempts" in r["last_error"]
     assert "HTTP 503" in r["last_error"]
     assert r["message_status"] == "failed"
-    (message,) = store.messages("outbound")
+    (message,) = store.messages.all("outbound")
     assert message["error_message"] == r["last_error"]
-    assert store.outbox_depth() == 0
+    assert store.outbox.depth() == 0
 
     # And no fourth request is ever made
     assert worker.run_once(now=after(86400)) == 0
@@ -390,7 +390,7 @@ def test_permanent_error_fails_at_once(
     assert r["last_error_code"] == 21211
     assert r["last_error"] == describe(21211)
     assert r["message_status"] == "failed"
-    (message,) = store.messages("outbound")
+    (message,) = store.messages.all("outbound")
     assert message["error_code"] == 21211
     assert worker.run_once(now=after(86400)) == 0
     assert len(responder.calls) == 1
@@ -444,7 +444,7 @@ def test_ambiguous_send_that_reached_twilio_is_adopted_not_resent(
     r = row(store, outbox_id)
     assert (r["status"], r["attempts"], r["sid"]) == ("unknown", 1, None)
     assert r["last_error"] == "read timeout"
-    assert store.outbox_depth() == 1
+    assert store.outbox.depth() == 1
     assert len(fake.sent) == 1
     twilio_sid = fake.receipts[0].sid
 
@@ -456,7 +456,7 @@ def test_ambiguous_send_that_reached_twilio_is_adopted_not_resent(
     r = row(store, outbox_id)
     assert (r["status"], r["attempts"], r["sid"]) == ("sent", 2, twilio_sid)
     assert r["message_status"] == "queued"
-    (message,) = store.messages("outbound")
+    (message,) = store.messages.all("outbound")
     assert message["sid"] == twilio_sid
     assert worker.run_once(now=after(3600)) == 0
     assert len(fake.sent) == 1
@@ -574,7 +574,7 @@ def test_dead_workers_row_is_taken_over_after_the_lease(
 ) -> None:
     # Given a worker claimed the row and died before finishing it
     outbox_id = queue(store)
-    (claimed,) = store.claim(NOW, limit=1, worker_id="dead", lease=LEASE)
+    (claimed,) = store.outbox.claim(NOW, limit=1, worker_id="dead", lease=LEASE)
     worker = make_worker()
 
     # While its lease runs (up to and including its expiry), nobody touches it
@@ -590,7 +590,7 @@ def test_dead_workers_row_is_taken_over_after_the_lease(
     assert (r["status"], r["attempts"], r["sid"]) == ("sent", 2, fake.receipts[0].sid)
 
     # And the dead worker's late answer is dropped
-    assert not store.mark_sent(
+    assert not store.outbox.mark_sent(
         claimed, "dead", sid="SM" + "d" * 32, status="queued", num_segments=1, now=NOW
     )
     assert row(store, outbox_id)["sid"] == fake.receipts[0].sid
@@ -617,7 +617,7 @@ def test_dead_workers_send_found_at_twilio_is_adopted(
 ) -> None:
     # Given the dead worker's request had reached Twilio before it died
     outbox_id = queue(store, body="Your code is 1234")
-    store.claim(NOW, limit=1, worker_id="dead", lease=LEASE)
+    store.outbox.claim(NOW, limit=1, worker_id="dead", lease=LEASE)
     planted = fake.send(
         OutboundMessage(
             to=PHONE, body=body, media=media, from_=BOT_NUMBER, outbox_id=outbox_id

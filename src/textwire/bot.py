@@ -2,26 +2,67 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
-from textwire.config import DEFAULT_APOLOGY
-from textwire.context import Context
-from textwire.conversation import ConversationKey, ConversationState, StateStore
-from textwire.errors import InvalidMessage, RegistrationError
+from textwire import middleware as builtin
+from textwire.context import AsyncRunner, Context, HandleOptions
+from textwire.conversation import (
+    BufferedStateStore,
+    ConversationKey,
+    ConversationState,
+    StateRecord,
+    StateStore,
+)
+from textwire.errors import InvalidMessage, RegistrationError, StorageError
 from textwire.messages import Inbound, Reply
+from textwire.middleware import Middleware, Next
 from textwire.routing import HandlerResult, Route, Router
 
-__all__ = ["Bot", "ErrorHook"]
+__all__ = ["Bot", "ErrorHook", "Outcome", "to_replies"]
 
-ErrorHook: TypeAlias = Callable[[BaseException, Inbound, Context], HandlerResult]
+ErrorHook: TypeAlias = Callable[
+    [BaseException, Inbound, Context], "HandlerResult | Awaitable[HandlerResult]"
+]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    """What handling one message came to, for the caller to commit at once.
+
+    Attributes:
+        replies: the messages to send the contact, in order, after every
+            middleware (the MMS policy applied).
+        state_changes: the conversation state to write (``None``: delete),
+            by conversation.
+        opt_out: ``True`` to opt the contact out, ``False`` back in, ``None``
+            to leave it.
+        keyword: the opt-out keyword the message was (``stop``, ``start``).
+        route: the handler that ran, if any.
+        failed: a handler or middleware raised; ``replies`` is what the error
+            hooks or the apology gave.
+        timed_out: the handler ran past its time; ``replies`` is the apology.
+    """
+
+    replies: tuple[Reply, ...] = ()
+    state_changes: Mapping[ConversationKey, StateRecord | None] = dataclasses.field(
+        default_factory=dict
+    )
+    opt_out: bool | None = None
+    keyword: str | None = None
+    route: str | None = None
+    failed: bool = False
+    timed_out: bool = False
 
 
 class Bot:
-    """An SMS/MMS bot: handlers on routers, plus what to do when one fails.
+    """An SMS/MMS bot: handlers on routers, middleware around them, and what to
+    do when one fails.
 
     Example::
 
@@ -35,11 +76,23 @@ class Bot:
         def help_(msg: Inbound, ctx: Context) -> Reply:
             return Reply("Here's how to reach us:", media=[ctx.media_url("map.png")])
 
+        @bot.message(F.keyword("weather"))
+        async def weather(msg: Inbound, ctx: Context) -> str:
+            forecast = await client.get_forecast()   # awaited on the worker's loop
+            return forecast.summary
+
         bot.include_router(orders.router)   # tried after the bot's own handlers
+        bot.use(timing)                     # middleware (textwire.middleware)
 
         @bot.error
         def on_error(exc: BaseException, msg: Inbound, ctx: Context) -> str | None:
             return "Our order system is down; we'll text you back."
+
+    Handlers run in textwire's worker, outside any database transaction, and
+    at least once: a worker that dies mid-handler leaves the message to
+    another, which runs the handler again. What a handler does through
+    ``ctx`` (replies, conversation state, opt-out) is committed exactly once;
+    use ``msg.sid`` as the idempotency key of its own side effects.
 
     Args:
         name: used in logs (logger ``textwire.bot.<name>``).
@@ -48,8 +101,9 @@ class Bot:
         conversation_timeout: forget a conversation's state after this long.
         media_folder: files served at ``/media/<path>`` for the bot's own images.
         handle_opt_out: honour STOP/START keywords before any handler runs
-            (``textwire.optout``); turn it off when a Messaging Service's
-            Advanced Opt-Out handles them and the bot should see every message.
+            (the :func:`textwire.middleware.opt_out` middleware); turn it off
+            when a Messaging Service's Advanced Opt-Out handles them and the
+            bot should see every message.
     """
 
     def __init__(
@@ -71,6 +125,11 @@ class Bot:
         self.router = Router(name=name)
         self.routers: list[Router] = [self.router]
         self.error_hooks: list[ErrorHook] = []
+        self._middleware: list[Middleware] = [
+            func
+            for label, func in builtin.BUILT_IN
+            if handle_opt_out or label != "opt_out"
+        ]
         self._frozen = False
         self.message = self.router.message
         self.fallback = self.router.fallback
@@ -85,12 +144,41 @@ class Bot:
         self.routers.append(router)
         return router
 
+    def use(self, middleware: Middleware) -> Middleware:
+        """Add a middleware around the handlers (inside the built-in ones).
+
+        Middleware run in the order they were added, each around the next:
+        ``middleware(msg, ctx, next)``; see :mod:`textwire.middleware`. Usable
+        as a decorator.
+
+        Raises:
+            RegistrationError: after the bot started handling messages, or
+                for something that is not a plain function of three arguments.
+        """
+        self._check_setup("use")
+        if not callable(middleware):
+            raise RegistrationError(
+                f"middleware must be callable, not {type(middleware).__name__}"
+            )
+        if inspect.iscoroutinefunction(middleware):
+            raise RegistrationError(
+                "middleware must be a plain function (it runs in the worker's "
+                "handler threads); await slow work in an async def handler"
+            )
+        self._middleware.append(middleware)
+        return middleware
+
+    @property
+    def middleware(self) -> tuple[Middleware, ...]:
+        """The chain around the handlers, outermost first (built-ins included)."""
+        return tuple(self._middleware)
+
     def error(self, hook: ErrorHook) -> ErrorHook:
         """Register a hook called with ``(exc, msg, ctx)`` when a handler raises.
 
         Its return value (``str``, ``Reply``, list or ``None``) replaces the
         apology; a hook returning ``None`` keeps it. A hook that raises is
-        logged and ignored.
+        logged and ignored. A hook may be ``async def``.
         """
         self._check_setup("error")
         self.error_hooks.append(hook)
@@ -110,7 +198,7 @@ class Bot:
             for router in self.routers:
                 router.freeze()
 
-    # -- dispatch ----------------------------------------------------------
+    # -- handling ----------------------------------------------------------
 
     def find_route(self, msg: Inbound, ctx: Context) -> Route | None:
         """The first route whose filter matches: regular routes, then fallbacks."""
@@ -121,61 +209,134 @@ class Bot:
                         return route
         return None
 
-    def dispatch(
+    def handle(
         self,
         msg: Inbound,
         *,
         state_store: StateStore,
+        opted_out: bool = False,
         now: datetime | None = None,
-        public_url: str | None = None,
-        default_apology: str = DEFAULT_APOLOGY,
-        check_reply: Callable[[Reply], None] | None = None,
-    ) -> list[Reply]:
-        """Run the matching handler for ``msg`` and return its replies, in order.
+        options: HandleOptions | None = None,
+        run_async: AsyncRunner | None = None,
+    ) -> Outcome:
+        """Run the middleware chain and the matching handler for ``msg``.
 
-        Never raises because of a handler: its exception is logged with its
-        traceback, passed to the error hooks, and answered with the apology.
-        ``check_reply`` may refuse a reply (raise) as if the handler had raised.
+        The one entry point: the worker, the TwiML reply mode and
+        ``textwire.testing.BotTester`` all call it, so a test sees what
+        production does. It writes nothing: conversation state is read from
+        ``state_store`` and its changes come back in the :class:`Outcome`,
+        for the caller to commit with the replies.
+
+        Never raises because of a handler or a middleware: the exception is
+        logged with its traceback, passed to the error hooks, and answered
+        with the apology. A ``StorageError`` (textwire's own database failing,
+        e.g. reading the conversation state) propagates: the message is
+        handled again later.
+
+        Args:
+            msg: the message.
+            state_store: where conversation state is read from.
+            opted_out: whether the contact had opted out when it arrived.
+            now: the time to handle it at (state expiry); now when omitted.
+            options: public URL, apology and media policy.
+            run_async: runs an ``async def`` handler's coroutine.
         """
         self.freeze()
         now = now or datetime.now(UTC)
+        options = options or HandleOptions()
+        buffered = BufferedStateStore(state_store)
         key = ConversationKey(bot_number=msg.to, contact=msg.from_)
         state = ConversationState(
-            state_store, key, now=now, default_ttl=self.conversation_timeout
+            buffered, key, now=now, default_ttl=self.conversation_timeout
         )
-        ctx = Context(msg, bot=self, state=state, public_url=public_url)
+        ctx = Context(
+            msg,
+            bot=self,
+            state=state,
+            options=options,
+            opted_out=opted_out,
+            now=now,
+            run_async=run_async,
+        )
+        route: list[Route] = []
+        failed = False
+        try:
+            replies = self._run_chain(0, msg, ctx, route)
+        except StorageError:
+            raise
+        except Exception as exc:
+            failed = True
+            self.logger.exception("middleware failed on message %s: %s", msg.sid, exc)
+            replies = self._handle_error(exc, msg, ctx)
+        return Outcome(
+            replies=tuple(replies),
+            state_changes=buffered.changes,
+            opt_out=ctx.opt_out_change,
+            keyword=ctx.keyword,
+            route=route[0].name if route else None,
+            failed=failed or ctx.failed,
+        )
+
+    def apology_for(self, options: HandleOptions | None = None) -> list[Reply]:
+        """What a sender gets when handling failed and no error hook answered."""
+        default = (options or HandleOptions()).apology
+        apology = self.apology if self.apology is not None else default
+        return [Reply(apology)] if apology.strip() else []
+
+    def _run_chain(
+        self, index: int, msg: Inbound, ctx: Context, route: list[Route]
+    ) -> list[Reply]:
+        if index == len(self._middleware):
+            return self._dispatch(msg, ctx, route)
+        called: list[list[Reply]] = []
+
+        def next_() -> list[Reply]:
+            if called:
+                raise RuntimeError("a middleware called next() twice")
+            called.append(self._run_chain(index + 1, msg, ctx, route))
+            return called[0]
+
+        nxt: Next = next_
+        result = self._middleware[index](msg, ctx, nxt)
+        if result is None:
+            return called[0] if called else []
+        return to_replies(result)
+
+    def _dispatch(self, msg: Inbound, ctx: Context, found: list[Route]) -> list[Reply]:
         route: Route | None = None
         try:
             route = self.find_route(msg, ctx)
             if route is None:
                 self.logger.info("no handler matched message %s", msg.sid)
                 return []
-            result = route.handler(msg, ctx)
-            replies = [*ctx.replies, *to_replies(result)]
-            if check_reply is not None:
-                for reply in replies:
-                    check_reply(reply)
-            return replies
+            found.append(route)
+            result: Any = route.handler(msg, ctx)
+            if inspect.isawaitable(result):
+                result = ctx.run_async(result)
+            return [*ctx.replies, *to_replies(result)]
+        except StorageError:
+            raise  # textwire's own database, not the handler: retried later
         except Exception as exc:
             where = route.name if route else "filters"
             self.logger.exception(
                 "handler %s failed on message %s: %s", where, msg.sid, exc
             )
-            return self._handle_error(exc, msg, ctx, default_apology)
+            ctx.failed = True
+            return self._handle_error(exc, msg, ctx)
 
-    def _handle_error(
-        self, exc: Exception, msg: Inbound, ctx: Context, default_apology: str
-    ) -> list[Reply]:
+    def _handle_error(self, exc: Exception, msg: Inbound, ctx: Context) -> list[Reply]:
         for hook in self.error_hooks:
             try:
-                replies = to_replies(hook(exc, msg, ctx))
+                result: Any = hook(exc, msg, ctx)
+                if inspect.isawaitable(result):
+                    result = ctx.run_async(result)
+                replies = to_replies(result)
             except Exception:
                 self.logger.exception("error hook %r failed", hook)
                 continue
             if replies:
                 return replies
-        apology = self.apology if self.apology is not None else default_apology
-        return [Reply(apology)] if apology.strip() else []
+        return self.apology_for(ctx.options)
 
 
 def to_replies(result: HandlerResult) -> list[Reply]:

@@ -104,21 +104,13 @@ def _transport(settings: Settings, *, dry_run: bool) -> Any:
         raise click.UsageError(str(exc)) from None
 
 
-def _open_store(settings: Settings) -> Any:
-    from textwire.storage.setup import open_store
-
-    try:
-        return open_store(settings)
-    except StorageError as exc:
-        _fail(str(exc))
-
-
 def _stack(settings: Settings, transport: Any) -> Any:
-    """What `run` and `dev` serve: bot, store, worker (with a transport), app."""
+    """What `run` and `dev` serve: the runtime (with its worker when there is a
+    transport) and the app."""
     from textwire.server import build_stack
 
     try:
-        return build_stack(settings, transport)
+        return build_stack(settings, transport, worker=transport is not None)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     except StorageError as exc:
@@ -154,6 +146,7 @@ def run(
     sock = _listen(host, port)
     port = sock.getsockname()[1]
     bot, store, worker, app = stack.bot, stack.store, stack.worker, stack.app
+    sender = worker.sender if worker else None
 
     import waitress
 
@@ -165,9 +158,14 @@ def run(
     out.print(f"  status callback  {base}/twilio/status")
     out.print(f"  database         {store!r}")
     if worker is None:
-        out.print("  send worker      off (--no-worker): run `textwire worker`")
+        out.print("  worker           off (--no-worker): run `textwire worker`")
     elif dry_run:
-        out.print("  send worker      [yellow]dry run[/]: replies are logged, not sent")
+        out.print("  worker           [yellow]dry run[/]: replies are logged, not sent")
+    elif sender is not None:
+        out.print(
+            f"  worker           {worker.inbox.concurrency} handlers, "
+            f"sending at up to {sender.concurrency} at once"
+        )
     if not settings.validate_signatures:
         out.print(
             "  [yellow]signatures not checked[/] (no TWILIO_AUTH_TOKEN). "
@@ -177,13 +175,11 @@ def run(
             f"http://{host}:{port}/twilio/sms",
             soft_wrap=True,
         )
-    if worker:
-        worker.start()
+    stack.start_worker()
     try:
         waitress.serve(app, sockets=[sock], threads=threads, ident="textwire")
     finally:
-        if worker:
-            worker.stop()
+        stack.close()
 
 
 # -- sandbox -----------------------------------------------------------------
@@ -552,34 +548,52 @@ def doctor() -> None:
     help="Address for --metrics-port (0.0.0.0: every interface).",
 )
 def worker(metrics_port: int | None, metrics_host: str) -> None:
-    """Run the send worker alone (as many as you like, against one database)."""
+    """Run the worker alone: handle the inbox (the bot) and send the outbox.
+
+    Run as many as you like, on any number of machines, against one database.
+    """
     settings = _settings()
     transport = _transport(settings, dry_run=False)
-    store = _open_store(settings)
-    from textwire.worker import SendWorker
+    from textwire.runtime import Runtime
+
+    try:
+        runtime = Runtime.from_settings(settings, transport=transport)
+    except ConfigError as exc:
+        transport.close()
+        raise click.UsageError(str(exc)) from None
+    except StorageError as exc:
+        transport.close()
+        _fail(str(exc))
+        return
+    assert runtime.worker is not None
 
     if metrics_port is not None:
         from textwire.metrics import serve
 
         try:
-            server = serve(metrics_port, host=metrics_host, store=store)
+            server = serve(metrics_port, host=metrics_host, store=runtime.store)
         except OSError as exc:
+            runtime.stop()
             _fail(f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc}")
         host, port = server.server_address[:2]
         out.print(f"metrics at http://{host}:{port}/metrics")
 
-    send_worker = SendWorker(store, transport, settings=settings)
     stop = threading.Event()
 
     def _stop(signum: int, frame: object) -> None:
-        console.print("stopping after the current batch…")
+        console.print("stopping after the messages in hand…")
         stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    out.print(f"[bold]textwire worker[/] {send_worker.worker_id} on {store!r}")
-    send_worker.run_forever(stop)
-    send_worker.stop()
+    out.print(
+        f"[bold]textwire worker[/] {runtime.worker.worker_id} on {runtime.store!r}: "
+        f"bot {runtime.bot.name}"
+    )
+    try:
+        runtime.worker.run_forever(stop)
+    finally:
+        runtime.stop()
 
 
 # -- send --------------------------------------------------------------------
@@ -641,16 +655,30 @@ def send(
         if problems:
             raise click.UsageError("media check failed:\n  " + "\n  ".join(problems))
 
-    store = _open_store(settings)
+    from textwire import Bot
+    from textwire.runtime import Runtime
     from textwire.service import queue_message
 
+    try:
+        # No bot runs here: this process only sends its own message.
+        runtime = Runtime.from_settings(
+            settings, bot=Bot("send"), transport=transport, worker=False
+        )
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    except StorageError as exc:
+        _fail(str(exc))
+        return
+    store = runtime.store
     try:
         outbox_ids = queue_message(
             store, to=recipient, body=reply.body, media=reply.media, settings=settings
         )
     except (ConfigError, InvalidMessage) as exc:
+        runtime.stop()
         raise click.UsageError(str(exc)) from None
     except RecipientOptedOut as exc:
+        runtime.stop()
         _fail(str(exc))
         return
     names = ", ".join(f"#{i}" for i in outbox_ids)
@@ -660,22 +688,27 @@ def send(
             f"in {len(outbox_ids)} messages"
         )
     if transport is None:
+        runtime.stop()
         out.print(f"queued as outbox {names}")
         return
 
     from textwire.worker import SendWorker
 
+    # This message's rows only: whatever else is due is a worker's to send.
     send_worker = SendWorker(store, transport, settings=settings)
     deadline = time.monotonic() + timeout
     rows: list[dict[str, Any] | None] = []
-    with console.status(f"sending outbox {names}…"):
-        while time.monotonic() < deadline:
-            send_worker.run_once()
-            rows = [store.outbox_row(i) for i in outbox_ids]
-            if all(row and row["status"] in ("sent", "failed") for row in rows):
-                break
-            time.sleep(0.25)
-    send_worker.stop()
+    try:
+        with console.status(f"sending outbox {names}…"):
+            while time.monotonic() < deadline:
+                send_worker.run_once(only=outbox_ids)
+                rows = [store.outbox.row(i) for i in outbox_ids]
+                if all(row and row["status"] in ("sent", "failed") for row in rows):
+                    break
+                time.sleep(0.25)
+    finally:
+        send_worker.stop()
+        runtime.stop()
     failed = False
     for outbox_id, row in zip(outbox_ids, rows, strict=True):
         if row is None or row["status"] not in ("sent", "failed"):

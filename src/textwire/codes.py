@@ -17,7 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 
-__all__ = ["CODES", "TwilioCode", "describe", "more_info_url"]
+__all__ = [
+    "CODES",
+    "OPTED_OUT",
+    "TwilioCode",
+    "describe",
+    "means_opted_out",
+    "more_info_url",
+]
 
 _DOCS = "https://www.twilio.com/docs/errors/"
 
@@ -271,6 +278,20 @@ _ALL = (
 
 CODES: dict[int, TwilioCode] = {entry.code: entry for entry in _ALL}
 """Known codes by number."""
+
+
+OPTED_OUT = 21610
+"""Twilio's "Attempt to send to unsubscribed recipient": the contact replied STOP."""
+
+
+def means_opted_out(code: int | None) -> bool:
+    """Whether Twilio answering ``code`` means the recipient has opted out.
+
+    The one place that rule lives: the worker (a refused send), the status
+    callback (a failed message) and the storage layer all ask here.
+    """
+    entry = CODES.get(code) if code is not None else None
+    return entry is not None and entry.opt_out
 
 
 def more_info_url(code: int) -> str:

@@ -27,6 +27,10 @@ send worker) or ``twiml`` (in the webhook's own answer)."""
 
 DEFAULT_APOLOGY = "Sorry, something went wrong on our side. Please try again soon."
 
+MAX_SEND_CONCURRENCY = 64
+"""The most sends one worker process keeps in flight (its sending threads),
+when ``TEXTWIRE_WORKER_CONCURRENCY`` is not set."""
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -57,13 +61,18 @@ class Settings:
     # Webhook security and limits
     validate_signatures: bool = True
     max_request_bytes: int = 64 * 1024
-    # Send worker
+    # Worker: handling the inbox. Handlers run in a pool of their own
+    # (async def ones on the worker's event loop), each within the timeout.
+    handler_concurrency: int = 32
+    handler_timeout: float = 60.0
+    # Worker: sending the outbox. worker_concurrency None: sized from the
+    # sender's rate limit and the API latency the worker sees.
     max_send_attempts: int = 6
     backoff_base: float = 2.0
     backoff_cap: float = 300.0
     worker_poll_interval: float = 1.0
     worker_batch_size: int = 20
-    worker_concurrency: int = 4
+    worker_concurrency: int | None = None
     lease_seconds: float = 60.0
     # Per-sender pacing shared by all workers (segments per second; None: the
     # default for the kind of sender, see textwire.ratelimit)
@@ -104,18 +113,31 @@ class Settings:
                 f"US or GB, not {self.default_region!r}"
             )
         object.__setattr__(self, "default_region", region)
-        for name in ("max_send_attempts", "worker_batch_size", "worker_concurrency"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1")
+        for name in (
+            "max_send_attempts",
+            "worker_batch_size",
+            "worker_concurrency",
+            "handler_concurrency",
+        ):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{_env_name(name)} must be at least 1")
+        if self.handler_concurrency > 1024:
+            raise ConfigError("TEXTWIRE_HANDLER_CONCURRENCY must be at most 1024")
         if self.rate_limit_mps is not None and self.rate_limit_mps <= 0:
             raise ConfigError("TEXTWIRE_RATE_LIMIT_MPS must be greater than 0")
         if self.rate_limit_max_wait < 0:
             raise ConfigError("TEXTWIRE_RATE_LIMIT_MAX_WAIT must not be negative")
-        for name in ("twilio_timeout", "worker_poll_interval", "lease_seconds"):
+        for name in (
+            "twilio_timeout",
+            "worker_poll_interval",
+            "lease_seconds",
+            "handler_timeout",
+        ):
             if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be greater than 0")
+                raise ConfigError(f"{_env_name(name)} must be greater than 0")
         if self.max_request_bytes < 1024:
-            raise ConfigError("max_request_bytes must be at least 1024")
+            raise ConfigError("TEXTWIRE_MAX_REQUEST_BYTES must be at least 1024")
         object.__setattr__(self, "reply_mode", str(self.reply_mode).strip().lower())
         if self.reply_mode not in ("rest", "twiml"):
             raise ConfigError(

@@ -1,41 +1,104 @@
-"""What a handler receives beside the message."""
+"""What a handler receives beside the message, and what it leaves behind."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
+from textwire.config import DEFAULT_APOLOGY, Settings
 from textwire.conversation import ConversationState
 from textwire.messages import Inbound, Reply
 
-if TYPE_CHECKING:
-    from textwire.bot import Bot
+__all__ = ["AsyncRunner", "BotInfo", "Context", "HandleOptions"]
 
-__all__ = ["Context"]
+T = TypeVar("T")
+
+AsyncRunner = Callable[[Awaitable[Any]], Any]
+"""Runs an awaitable (an ``async def`` handler's) to completion and returns its
+result: the worker runs it on its own event loop, ``BotTester`` on one of its
+own."""
+
+
+class BotInfo(Protocol):
+    """The bot as a handler sees it (``ctx.bot``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def logger(self) -> logging.Logger: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class HandleOptions:
+    """How one message is handled: the settings the middleware read.
+
+    Attributes:
+        public_url: base URL of ``ctx.media_url`` (and the bot's own media,
+            which the media-host check lets through).
+        apology: what the sender gets when a handler raises; ``""`` sends
+            nothing. The bot's own ``apology`` wins when it has one.
+        mms_fallback: ``link``, ``drop`` or ``send`` for pictures to a phone
+            without MMS (``textwire.media``).
+        allow_private_media: let media URLs on private hosts through.
+    """
+
+    public_url: str | None = None
+    apology: str = DEFAULT_APOLOGY
+    mms_fallback: str = "link"
+    allow_private_media: bool = False
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, public_url: str | None = None
+    ) -> HandleOptions:
+        """The options ``settings`` give, with another public URL if given."""
+        return cls(
+            public_url=public_url if public_url is not None else settings.public_url,
+            apology=settings.apology,
+            mms_fallback=settings.mms_fallback,
+            allow_private_media=settings.allow_private_media,
+        )
 
 
 class Context:
-    """Per-message context handed to every handler as ``ctx``.
+    """Per-message context handed to every handler (and middleware) as ``ctx``.
 
     Attributes:
         msg: the inbound message being handled.
-        bot: the bot dispatching it.
+        bot: the bot handling it (``ctx.bot.name``, ``ctx.bot.logger``).
         contact: the sender's number, E.164.
         state: this contact's conversation state (``get``/``set``/``update``/``clear``).
         match: the ``re.Match`` of the regex filter that selected the handler.
         logger: the bot's logger.
+        now: when the message is being handled (UTC).
+        opted_out: whether the contact had opted out (STOP) when this message
+            arrived.
+        options: the :class:`HandleOptions` this message is handled with.
+
+    Nothing a handler does through ``ctx`` touches the database while it runs:
+    replies, state changes and an opt-out are collected here and committed
+    together once the handler returns, exactly once even if the handler itself
+    runs twice (a worker died mid-handler). Use ``msg.sid`` as the
+    idempotency key for the handler's own side effects.
     """
 
     def __init__(
         self,
         msg: Inbound,
         *,
-        bot: Bot,
+        bot: BotInfo,
         state: ConversationState,
         public_url: str | None = None,
+        options: HandleOptions | None = None,
+        opted_out: bool = False,
+        now: datetime | None = None,
+        run_async: AsyncRunner | None = None,
     ) -> None:
         self.msg = msg
         self.bot = bot
@@ -43,8 +106,20 @@ class Context:
         self.state = state
         self.match: re.Match[str] | None = None
         self.logger: logging.Logger = bot.logger
-        self.public_url = public_url
+        self.options = options or HandleOptions(public_url=public_url)
+        self.public_url = (
+            public_url if public_url is not None else (self.options.public_url)
+        )
+        self.opted_out = opted_out
+        self.now = now or datetime.now(UTC)
         self.replies: list[Reply] = []
+        # Set by the opt-out middleware: True opts the contact out, False back
+        # in; the keyword it matched.
+        self.opt_out_change: bool | None = None
+        self.keyword: str | None = None
+        # Set by the bot when a handler raised (its replies are the apology).
+        self.failed = False
+        self._run_async = run_async
 
     def reply(self, body: str = "", media: Sequence[str] | str = ()) -> Reply:
         """Queue one reply to the sender: text and up to 10 images, one message.
@@ -67,3 +142,19 @@ class Context:
                 "fetch the bot's media"
             )
         return f"{self.public_url.rstrip('/')}/media/{quote(path.lstrip('/'))}"
+
+    def set_opt_out(self, opted_out: bool) -> None:
+        """Opt the contact out (``True``, as STOP does) or back in (``False``),
+        committed with the rest of this message's effects."""
+        self.opt_out_change = opted_out
+
+    def run_async(self, awaitable: Awaitable[T]) -> T:
+        """Run ``awaitable`` to completion where this message is handled (the
+        worker's event loop) and return its result."""
+        if self._run_async is None:
+            raise RuntimeError(
+                "an async handler needs an event loop: it runs in the worker, "
+                "BotTester or TwiML mode, which give the context one"
+            )
+        result: T = self._run_async(awaitable)
+        return result

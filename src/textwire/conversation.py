@@ -28,13 +28,13 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from textwire.filters import Filter
+from textwire.filters import Filter, FilterContext
 
 if TYPE_CHECKING:
-    from textwire.context import Context
     from textwire.messages import Inbound
 
 __all__ = [
+    "BufferedStateStore",
     "ConversationKey",
     "ConversationState",
     "MemoryStateStore",
@@ -42,6 +42,7 @@ __all__ = [
     "StateRecord",
     "StateStore",
     "States",
+    "apply_state_changes",
 ]
 
 
@@ -90,6 +91,41 @@ class MemoryStateStore:
             self._records.pop(key, None)
 
 
+class BufferedStateStore:
+    """Reads through to another store and keeps the writes, to commit later.
+
+    A handler runs outside any database transaction; what it does to its
+    conversation's state is kept here and written (``apply``) together with
+    its replies, or not at all.
+    """
+
+    def __init__(self, base: StateStore) -> None:
+        self._base = base
+        self.changes: dict[ConversationKey, StateRecord | None] = {}
+
+    def load(self, key: ConversationKey) -> StateRecord | None:
+        if key in self.changes:
+            return self.changes[key]
+        return self._base.load(key)
+
+    def save(self, key: ConversationKey, record: StateRecord) -> None:
+        self.changes[key] = record
+
+    def delete(self, key: ConversationKey) -> None:
+        self.changes[key] = None
+
+
+def apply_state_changes(
+    store: StateStore, changes: Mapping[ConversationKey, StateRecord | None]
+) -> None:
+    """Write what a handler did to conversation state into ``store``."""
+    for key, record in changes.items():
+        if record is None:
+            store.delete(key)
+        else:
+            store.save(key, record)
+
+
 class State(Filter):
     """One named step of a conversation; declare them on a ``States`` class.
 
@@ -104,7 +140,7 @@ class State(Filter):
         if not self.name:
             self.name = f"{owner.__name__}.{attr}"
 
-    def check(self, msg: Inbound, ctx: Context) -> bool:
+    def check(self, msg: Inbound, ctx: FilterContext) -> bool:
         return ctx.state.get() == self.name
 
     def __str__(self) -> str:
@@ -121,8 +157,9 @@ class States:
 class ConversationState:
     """The state of one conversation during one dispatch.
 
-    Reads are cached for the dispatch; writes go to the store at once, inside
-    the same database transaction as the inbound message and the replies.
+    Reads are cached for the dispatch; writes go to the store at once (during
+    handling, a :class:`BufferedStateStore` that keeps them until the replies
+    are committed with them).
     """
 
     def __init__(

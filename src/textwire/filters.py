@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from textwire.context import Context
     from textwire.messages import Inbound
 
 __all__ = [
     "Filter",
+    "FilterContext",
     "any_message",
     "from_",
     "has_media",
@@ -30,6 +30,29 @@ __all__ = [
     "state",
     "text",
 ]
+
+
+class _StateView(Protocol):
+    def get(self) -> str | None: ...
+
+
+class FilterContext(Protocol):
+    """What a filter may look at besides the message: a handler's ``Context``.
+
+    A protocol, so filters depend on no other module of the bot's (the
+    ``Context`` that satisfies it imports the conversation state, which
+    imports filters for ``State``).
+    """
+
+    @property
+    def state(self) -> _StateView: ...
+
+    match: re.Match[str] | None
+
+
+# Filters are checked with a handler's Context; the name keeps their
+# signatures readable.
+Context = FilterContext
 
 
 class Filter:

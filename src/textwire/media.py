@@ -28,6 +28,7 @@ __all__ = [
     "MmsPolicy",
     "apply_mms_policy",
     "check_media_host",
+    "check_reply_media",
     "mms_capable",
     "probe_media",
 ]
@@ -109,6 +110,19 @@ def check_media_host(url: str) -> None:
             "internet, so use a public URL (set TEXTWIRE_PUBLIC_URL for the bot's "
             "own media)"
         )
+
+
+def check_reply_media(reply: Reply, public_url: str | None) -> None:
+    """:func:`check_media_host` for each of ``reply``'s media URLs, except the
+    bot's own (under ``public_url``, which Twilio reaches).
+
+    Raises:
+        InvalidMessage: naming the first URL on a private host.
+    """
+    own = public_url.rstrip("/") + "/" if public_url else None
+    for url in reply.media:
+        if own is None or not url.startswith(own):
+            check_media_host(url)
 
 
 def probe_media(urls: Sequence[str], *, timeout: float = 5.0) -> list[str]:

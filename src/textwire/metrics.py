@@ -21,12 +21,17 @@ them up.
 Metric names::
 
     textwire_inbound_messages_total{result="new"|"duplicate"}
+    textwire_inbox_handled_total{result}
+    textwire_handler_duration_seconds                  (histogram)
+    textwire_handler_timeouts_total
     textwire_opt_out_keywords_total{keyword="stop"|"start"}
     textwire_replies_queued_total{via="outbox"|"twiml"}
     textwire_send_attempts_total{outcome, code}
     textwire_send_duration_seconds                     (histogram)
     textwire_reconciliations_total{result="found"|"not_found"|"error"}
     textwire_status_callbacks_total{status}
+    textwire_inbox_depth                               (gauge, at scrape)
+    textwire_inbox_oldest_pending_age_seconds          (gauge, at scrape)
     textwire_outbox_depth                              (gauge, at scrape)
     textwire_outbox_oldest_due_age_seconds             (gauge, at scrape)
     textwire_database_up                               (gauge, at scrape)
@@ -47,7 +52,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONTENT_TYPE",
+    "HANDLED_RESULTS",
+    "HANDLER_DURATION",
+    "HANDLER_TIMEOUTS",
     "INBOUND_MESSAGES",
+    "INBOX_HANDLED",
     "OPT_OUT_KEYWORDS",
     "RECONCILIATIONS",
     "REPLIES_QUEUED",
@@ -57,6 +66,7 @@ __all__ = [
     "STATUS_CALLBACKS",
     "OutboxCollector",
     "code_label",
+    "count_handled",
     "count_inbound",
     "count_send",
     "count_status_callback",
@@ -110,8 +120,29 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 INBOUND_MESSAGES = Counter(
     "textwire_inbound_messages",
     "Inbound message webhooks accepted (signature valid), by result: new "
-    "(recorded and handled) or duplicate (MessageSid seen before: nothing done).",
+    "(recorded in the inbox) or duplicate (MessageSid seen before: nothing done).",
     ["result"],
+)
+HANDLED_RESULTS = ("ok", "error", "timeout", "lost", "retry", "failed")
+INBOX_HANDLED = Counter(
+    "textwire_inbox_handled",
+    "Inbox messages by what handling came to: ok (committed), error (a handler "
+    "raised: the apology was committed), timeout (past TEXTWIRE_HANDLER_TIMEOUT: "
+    "the apology), lost (another worker had taken the row over: nothing "
+    "committed here), retry (textwire's own failure: handled again later), "
+    "failed (given up after too many such failures).",
+    ["result"],
+)
+HANDLER_DURATION = Histogram(
+    "textwire_handler_duration_seconds",
+    "Seconds from a worker starting a message's handler (middleware "
+    "included) to its result, whatever it was.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0),
+)
+HANDLER_TIMEOUTS = Counter(
+    "textwire_handler_timeouts",
+    "Handlers that ran past TEXTWIRE_HANDLER_TIMEOUT (the contact got the "
+    "apology; the late result was dropped).",
 )
 OPT_OUT_KEYWORDS = Counter(
     "textwire_opt_out_keywords",
@@ -177,6 +208,8 @@ _GENERIC_CODES = frozenset({20001, 20500, 20503})
 # Series that exist from the start, so rate() works before the first event.
 for _result in ("new", "duplicate"):
     INBOUND_MESSAGES.labels(_result)
+for _result in HANDLED_RESULTS:
+    INBOX_HANDLED.labels(_result)
 for _keyword in ("stop", "start"):
     OPT_OUT_KEYWORDS.labels(_keyword)
 for _via in ("outbox", "twiml"):
@@ -205,11 +238,18 @@ def status_label(status: str) -> str:
 # -- updates (one call at each edge) -------------------------------------------
 
 
-def count_inbound(
-    *, duplicate: bool, keyword: str | None = None, replies: int = 0, twiml: bool
-) -> None:
-    """One accepted inbound webhook and what came of it."""
+def count_inbound(*, duplicate: bool) -> None:
+    """One accepted inbound webhook: recorded, or a duplicate."""
     INBOUND_MESSAGES.labels("duplicate" if duplicate else "new").inc()
+
+
+def count_handled(
+    result: str, *, keyword: str | None = None, replies: int = 0, twiml: bool = False
+) -> None:
+    """One inbox message handled (or not), and what came of it."""
+    if result not in HANDLED_RESULTS:
+        raise ValueError(f"unknown handling result {result!r}")
+    INBOX_HANDLED.labels(result).inc()
     if keyword in ("stop", "start"):
         OPT_OUT_KEYWORDS.labels(keyword).inc()
     if replies:
@@ -235,13 +275,16 @@ def _utcnow() -> datetime:
 
 
 class OutboxCollector:
-    """``textwire_outbox_depth`` and ``textwire_outbox_oldest_due_age_seconds``
-    from one query at each scrape, and ``textwire_database_up``.
+    """``textwire_outbox_depth``, ``textwire_outbox_oldest_due_age_seconds``
+    and the inbox's two gauges from one query each at each scrape, and
+    ``textwire_database_up``.
 
-    Depth counts open rows (queued, being sent, to reconcile). The age is how
-    long the earliest row that is due (its next attempt time has come) has
-    been waiting for it: 0 when nothing is due. When the database does not
-    answer, only ``textwire_database_up 0`` is reported.
+    Outbox depth counts open rows (queued, being sent, to reconcile); its age
+    is how long the earliest row that is due (its next attempt time has come)
+    has been waiting for it: 0 when nothing is due. Inbox depth counts
+    messages pending or being handled; its age is the oldest pending one's.
+    When the database does not answer, only ``textwire_database_up 0`` is
+    reported.
     """
 
     def __init__(
@@ -256,19 +299,35 @@ class OutboxCollector:
     def collect(self) -> Iterable[Metric]:
         up = GaugeMetricFamily(
             "textwire_database_up",
-            "1 when the outbox query of this scrape succeeded, else 0.",
+            "1 when the queries of this scrape succeeded, else 0.",
         )
         now = self.clock()
         try:
-            depth, oldest = self.store.outbox_stats(now)
+            depth, oldest = self.store.outbox.stats(now)
+            inbox_depth, inbox_oldest = self.store.inbox.stats(now)
         except StorageError as exc:
             logger.warning("metrics: outbox query failed: %s", exc)
             up.add_metric([], 0)
             return [up]
         up.add_metric([], 1)
         age = max((now - oldest).total_seconds(), 0.0) if oldest else 0.0
+        inbox_age = (
+            max((now - inbox_oldest).total_seconds(), 0.0) if inbox_oldest else 0.0
+        )
         return [
             up,
+            GaugeMetricFamily(
+                "textwire_inbox_depth",
+                "Inbox messages not yet handled (pending, or being handled), "
+                "counted at this scrape.",
+                value=inbox_depth,
+            ),
+            GaugeMetricFamily(
+                "textwire_inbox_oldest_pending_age_seconds",
+                "Seconds the oldest pending inbox message has waited since it "
+                "arrived (0 when none waits), at this scrape.",
+                value=inbox_age,
+            ),
             GaugeMetricFamily(
                 "textwire_outbox_depth",
                 "Outbox rows not yet sent or failed (queued, being sent, or "

@@ -9,10 +9,14 @@ defaults; override them with ``TEXTWIRE_RATE_LIMIT_MPS``.
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-__all__ = ["DEFAULT_MPS", "SenderKind", "send_cost", "sender_kind"]
+if TYPE_CHECKING:
+    from textwire.config import Settings
+
+__all__ = ["DEFAULT_MPS", "SenderKind", "send_cost", "sender_ceiling", "sender_kind"]
 
 SenderKind = Literal[
     "long_code", "toll_free", "short_code", "alphanumeric", "messaging_service"
@@ -29,6 +33,7 @@ DEFAULT_MPS: dict[SenderKind, float] = {
 }
 
 
+@functools.lru_cache(maxsize=1024)
 def sender_kind(sender: str) -> SenderKind:
     """What kind of sender ``sender`` is (an E.164 number, short code, ID or MG…)."""
     if sender.startswith("MG") and len(sender) == 34:
@@ -54,3 +59,12 @@ def send_cost(sender: str, segments: int, mps: float | None = None) -> float:
     if not math.isfinite(rate) or rate <= 0:
         raise ValueError("a rate limit must be a positive number of segments/s")
     return max(1, segments) / rate
+
+
+def sender_ceiling(settings: Settings) -> float:
+    """Segments per second the configured sender may send: the pace the send
+    worker sizes its concurrency for."""
+    if settings.rate_limit_mps is not None:
+        return settings.rate_limit_mps
+    sender = settings.twilio_messaging_service_sid or settings.twilio_phone_number
+    return DEFAULT_MPS[sender_kind(sender)] if sender else DEFAULT_MPS["long_code"]

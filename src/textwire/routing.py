@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 from textwire import filters as F
@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 __all__ = ["Handler", "HandlerResult", "Route", "Router"]
 
 HandlerResult: TypeAlias = "str | Reply | Sequence[str | Reply] | None"
-Handler: TypeAlias = "Callable[[Inbound, Context], HandlerResult]"
+Handler: TypeAlias = (
+    "Callable[[Inbound, Context], HandlerResult | Awaitable[HandlerResult]]"
+)
 FilterLike: TypeAlias = "F.Filter | str | re.Pattern[str]"
 
 H = TypeVar("H", bound=Callable[..., object])
@@ -72,7 +74,8 @@ class Router:
 
     A handler returns ``str`` (one reply), ``Reply`` (text + images as one
     message), a list of those (several messages, sent in order), or ``None``
-    (no reply, or only what it passed to ``ctx.reply``). ``router.message(...)``
+    (no reply, or only what it passed to ``ctx.reply``). It may be an
+    ``async def``: the worker awaits it on its own event loop. ``router.message(...)``
     returns the function unchanged, so handlers stay plain functions to test.
     """
 

@@ -1,8 +1,8 @@
 """What ``textwire run`` and ``textwire dev`` serve, and a server that stops.
 
-``build_stack`` puts together the bot, the store, the send worker and the
-Flask app exactly as ``run`` does; ``WaitressServer`` serves an app on a bound
-socket in a thread of its own until ``stop()``.
+``build_stack`` builds the :class:`~textwire.runtime.Runtime` and the Flask app
+serving it exactly as ``run`` does; ``WaitressServer`` serves an app on a
+bound socket in a thread of its own until ``stop()``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from flask import Flask
 
 from textwire.bot import Bot
 from textwire.config import Settings
+from textwire.runtime import Runtime, TransportChoice
 from textwire.storage.sql import SqlStore
-from textwire.transports.base import Transport
-from textwire.worker import SendWorker
+from textwire.worker import Worker
 
 __all__ = ["Stack", "WaitressServer", "build_stack"]
 
@@ -28,63 +28,55 @@ logger = logging.getLogger("textwire.server")
 
 @dataclasses.dataclass
 class Stack:
-    """The bot, its database, the in-process send worker and the app serving them."""
+    """A runtime and the app serving it."""
 
-    settings: Settings
-    bot: Bot
-    store: SqlStore
+    runtime: Runtime
     app: Flask
-    worker: SendWorker | None = None
-    transport: Transport | None = None
+
+    @property
+    def settings(self) -> Settings:
+        return self.runtime.settings
+
+    @property
+    def bot(self) -> Bot:
+        return self.runtime.bot
+
+    @property
+    def store(self) -> SqlStore:
+        return self.runtime.store
+
+    @property
+    def worker(self) -> Worker | None:
+        return self.runtime.worker
 
     def start_worker(self) -> None:
-        if self.worker is not None:
-            self.worker.start()
+        self.runtime.start()
 
     def close(self) -> None:
-        """Stop the worker (after its current batch), close the transport and
-        the database connections."""
-        if self.worker is not None:
-            self.worker.stop()
-        if self.transport is not None:
-            self.transport.close()
-        self.store.dispose()
+        """Stop the worker (after what it has in hand), close the transport
+        and the database connections."""
+        self.runtime.stop()
 
 
-def build_stack(settings: Settings, transport: Transport | None) -> Stack:
-    """Load the bot, open (and for SQLite migrate) the store, build the worker
-    (when there is a transport) and the app.
+def build_stack(
+    settings: Settings, transport: TransportChoice, *, worker: bool = True
+) -> Stack:
+    """Build the runtime (bot, store, worker with ``transport``) and the app.
 
     Raises:
         ConfigError: the bot cannot be loaded, or the settings do not allow
             an app (e.g. signatures on but no auth token).
         StorageError: the database is unreachable or not migrated.
     """
-    from textwire.loader import load_bot
-    from textwire.storage.setup import open_store
     from textwire.web import create_app
 
-    bot = load_bot(settings.bot)
-    store = open_store(settings)
+    runtime = Runtime.from_settings(settings, transport=transport, worker=worker)
     try:
-        worker = SendWorker(store, transport, settings=settings) if transport else None
-        app = create_app(
-            settings,
-            bot=bot,
-            store=store,
-            notify_queued=worker.wake if worker else None,
-        )
+        app = create_app(runtime=runtime)
     except BaseException:
-        store.dispose()
+        runtime.stop()
         raise
-    return Stack(
-        settings=settings,
-        bot=bot,
-        store=store,
-        app=app,
-        worker=worker,
-        transport=transport,
-    )
+    return Stack(runtime=runtime, app=app)
 
 
 class WaitressServer:

@@ -1,168 +1,184 @@
-"""The two ways a message enters the outbox: a reply to a webhook, or a send."""
+"""The ways a message enters the outbox: a reply to an inbound message, or a
+send of one's own (``textwire send``)."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from typing import cast
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, cast
 
-from textwire.bot import Bot
+from textwire import metrics
 from textwire.config import Settings
 from textwire.errors import ConfigError, RecipientOptedOut
-from textwire.media import MmsPolicy, apply_mms_policy, check_media_host
-from textwire.messages import Inbound, Reply
-from textwire.optout import classify
+from textwire.media import MmsPolicy, apply_mms_policy, check_reply_media
+from textwire.messages import Reply
 from textwire.phone import mask, normalize, normalize_sender
-from textwire.storage.sql import SqlStore
+from textwire.storage.sql import ClaimedInbound, NewMessage, SqlStore
 
-__all__ = ["InboundResult", "handle_inbound", "queue_message"]
+if TYPE_CHECKING:
+    from textwire.bot import Bot, Outcome
+    from textwire.context import AsyncRunner, HandleOptions
+    from textwire.messages import Inbound
+
+__all__ = [
+    "InlineResult",
+    "commit_outcome",
+    "handle_inline",
+    "queue_message",
+    "reply_messages",
+    "reply_sender",
+]
 
 logger = logging.getLogger("textwire.inbound")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class InboundResult:
-    """What happened to one webhook delivery.
+def reply_sender(to: str, settings: Settings) -> tuple[str | None, str | None]:
+    """``(from, messaging_service_sid)`` of a reply to a message sent to ``to``.
 
-    ``keyword`` is the opt-out keyword the message was (``stop``, ``start``),
-    handled by textwire itself: Twilio answers those, the bot does not.
+    From the number the contact texted, unless a Messaging Service is
+    configured to choose the sender.
     """
-
-    message_id: int | None
-    duplicate: bool
-    replies: tuple[Reply, ...] = ()
-    outbox_ids: tuple[int, ...] = ()
-    keyword: str | None = None
+    if settings.twilio_messaging_service_sid:
+        return None, settings.twilio_messaging_service_sid
+    return to, None
 
 
-def handle_inbound(
+def reply_messages(
+    item: ClaimedInbound,
+    replies: Sequence[Reply],
+    settings: Settings,
+    *,
+    twiml: bool = False,
+) -> list[NewMessage]:
+    """The outbox rows for ``replies`` to the message of ``item``.
+
+    A TwiML reply always comes from the number the contact texted.
+    """
+    msg = item.msg
+    from_, service = (msg.to, None) if twiml else reply_sender(msg.to, settings)
+    return [
+        NewMessage(
+            to=msg.from_,
+            body=reply.body,
+            media=reply.media,
+            from_=from_,
+            messaging_service_sid=service,
+            in_reply_to=item.message_id,
+        )
+        for reply in replies
+    ]
+
+
+def commit_outcome(
+    store: SqlStore,
+    item: ClaimedInbound,
+    holder: str,
+    outcome: Outcome,
+    settings: Settings,
+    *,
+    now: datetime,
+    twiml: bool = False,
+) -> list[int] | None:
+    """Commit what handling ``item`` came to, fenced by ``holder``'s claim:
+    the outbox ids of its replies, or ``None`` when another worker had taken
+    the row over (nothing written).
+
+    Raises:
+        StorageError: the database failed; nothing was written.
+    """
+    outbox_ids = store.inbox.complete(
+        item,
+        holder,
+        now=now,
+        replies=reply_messages(item, outcome.replies, settings, twiml=twiml),
+        state_changes=outcome.state_changes,
+        opt_out=outcome.opt_out,
+        deliver=not twiml,
+    )
+    if outbox_ids is None:
+        metrics.count_handled("lost")
+        return None
+    result = "timeout" if outcome.timed_out else "error" if outcome.failed else "ok"
+    metrics.count_handled(
+        result, keyword=outcome.keyword, replies=len(outbox_ids), twiml=twiml
+    )
+    logger.info(
+        "inbound %s from=%s to=%s media=%d replies=%d%s%s",
+        item.msg.sid,
+        mask(item.msg.from_),
+        mask(item.msg.to),
+        len(item.msg.media),
+        len(outbox_ids),
+        f" by {outcome.route}" if outcome.route else "",
+        " (in TwiML)" if twiml else "",
+    )
+    return outbox_ids
+
+
+class InlineResult:
+    """What the TwiML reply mode answers: the replies and their outbox ids
+    (empty for a duplicate, whose first delivery got them)."""
+
+    def __init__(
+        self,
+        replies: Sequence[Reply] = (),
+        outbox_ids: Sequence[int] = (),
+        *,
+        duplicate: bool = False,
+    ) -> None:
+        self.replies = tuple(replies)
+        self.outbox_ids = tuple(outbox_ids)
+        self.duplicate = duplicate
+
+
+def handle_inline(
     store: SqlStore,
     bot: Bot,
     msg: Inbound,
     *,
     settings: Settings,
-    public_url: str | None,
+    options: HandleOptions,
+    run_async: AsyncRunner,
     now: datetime | None = None,
-    deliver: bool = True,
-) -> InboundResult:
-    """Record ``msg``, run the bot, and queue its replies, in one transaction.
+) -> InlineResult:
+    """The TwiML reply mode: record ``msg``, run the bot in this request and
+    commit its effects, the replies recorded as answered in TwiML.
 
-    A MessageSid seen before (including a delivery racing this one) stops at
-    the insert: no handler runs, nothing is queued.
-
-    With ``deliver=False`` (the ``twiml`` reply mode) the replies are recorded
-    but never handed to the send worker, because the caller answers them in
-    TwiML. They are stored as coming from the number the contact texted, in
-    outbox rows that are already final. ``InboundResult.outbox_ids`` pairs
-    with ``replies``.
+    The same middleware and the same fenced commit as the worker, outside the
+    write transaction. The row is recorded already claimed by this request;
+    if the request dies, a worker takes it when the claim's lease (the
+    handler timeout, and a margin) runs out, and answers through the REST API.
     """
-    now = now or datetime.now(UTC)
-    with store.begin() as conn:
-        message_id = store.record_inbound(conn, msg, now)
-        if message_id is None:
-            logger.info(
-                "inbound %s from=%s duplicate: already handled",
-                msg.sid,
-                mask(msg.from_),
-            )
-            return InboundResult(message_id=None, duplicate=True)
-        opted_out = store.ensure_contact(conn, msg.from_, now)
-        keyword = (
-            classify(msg.body, msg.params.get("OptOutType"))
-            if bot.handle_opt_out
-            else None
-        )
-        if keyword == "stop" or (keyword == "start" and opted_out):
-            store.set_opt_out(conn, msg.from_, keyword == "stop", now)
-            logger.info(
-                "inbound %s from=%s: %s, contact opted %s; no bot reply",
-                msg.sid,
-                mask(msg.from_),
-                msg.body.strip().upper() or keyword.upper(),
-                "out" if keyword == "stop" else "back in",
-            )
-            return InboundResult(
-                message_id=message_id, duplicate=False, keyword=keyword
-            )
-        if opted_out and bot.handle_opt_out:
-            logger.info(
-                "inbound %s from=%s: contact has opted out (STOP); stored, no reply "
-                "until they text START",
-                msg.sid,
-                mask(msg.from_),
-            )
-            return InboundResult(message_id=message_id, duplicate=False)
-        replies = bot.dispatch(
-            msg,
-            state_store=store.state_store(conn),
-            now=now,
-            public_url=public_url,
-            default_apology=settings.apology,
-            check_reply=media_checker(settings, public_url),
-        )
-        policy = cast(MmsPolicy, settings.mms_fallback)
-        replies = [
-            part
-            for reply in replies
-            for part in apply_mms_policy(msg.from_, reply, policy)
-        ]
-        # A TwiML reply always comes from the number the contact texted.
-        from_, service = _reply_sender(msg, settings) if deliver else (msg.to, None)
-        outbox_ids = tuple(
-            store.enqueue(
-                conn,
-                to=msg.from_,
-                body=reply.body,
-                media=reply.media,
-                from_=from_,
-                messaging_service_sid=service,
-                now=now,
-                in_reply_to=message_id,
-                deliver=deliver,
-            )
-            for reply in replies
-        )
-    logger.info(
-        "inbound %s from=%s to=%s media=%d replies=%d%s",
-        msg.sid,
-        mask(msg.from_),
-        mask(msg.to),
-        len(msg.media),
-        len(replies),
-        "" if deliver else " (in TwiML)",
+    at = now or datetime.now(UTC)
+    holder = f"twiml:{uuid.uuid4().hex}"
+    lease = timedelta(seconds=settings.handler_timeout + 30)
+    inbox_id = store.inbox.record(msg, at, claim_for=holder, lease=lease)
+    metrics.count_inbound(duplicate=inbox_id is None)
+    if inbox_id is None:
+        logger.info("inbound %s from=%s duplicate", msg.sid, mask(msg.from_))
+        return InlineResult(duplicate=True)
+    item = store.inbox.held(inbox_id)
+    if item is None:  # pragma: no cover - the row was just written
+        return InlineResult()
+    started = time.perf_counter()
+    outcome = bot.handle(
+        item.msg,
+        state_store=store.states.reader(),
+        opted_out=item.opted_out,
+        now=at,
+        options=options,
+        run_async=run_async,
     )
-    return InboundResult(
-        message_id=message_id,
-        duplicate=False,
-        replies=tuple(replies),
-        outbox_ids=outbox_ids,
+    metrics.HANDLER_DURATION.observe(time.perf_counter() - started)
+    outbox_ids = commit_outcome(
+        store, item, holder, outcome, settings, now=at, twiml=True
     )
-
-
-def media_checker(
-    settings: Settings, public_url: str | None
-) -> Callable[[Reply], None] | None:
-    """Refuse media URLs Twilio cannot fetch (private hosts), except the bot's own."""
-    if settings.allow_private_media:
-        return None
-    own = public_url.rstrip("/") + "/" if public_url else None
-
-    def check(reply: Reply) -> None:
-        for url in reply.media:
-            if own is None or not url.startswith(own):
-                check_media_host(url)
-
-    return check
-
-
-def _reply_sender(msg: Inbound, settings: Settings) -> tuple[str | None, str | None]:
-    # Answer from the number the contact texted, unless a Messaging Service
-    # is configured to choose the sender.
-    if settings.twilio_messaging_service_sid:
-        return None, settings.twilio_messaging_service_sid
-    return msg.to, None
+    if outbox_ids is None:
+        return InlineResult()
+    return InlineResult(outcome.replies, outbox_ids)
 
 
 def queue_message(
@@ -186,9 +202,8 @@ def queue_message(
         RecipientOptedOut: the recipient replied STOP.
     """
     reply = Reply(body, media)
-    check = media_checker(settings, settings.public_url)
-    if check is not None:
-        check(reply)
+    if not settings.allow_private_media:
+        check_reply_media(reply, settings.public_url)
     recipient = normalize(to, settings.default_region)
     parts = apply_mms_policy(recipient, reply, cast(MmsPolicy, settings.mms_fallback))
     from_: str | None = None
@@ -199,21 +214,24 @@ def queue_message(
                 "no sender: set TWILIO_PHONE_NUMBER or TWILIO_MESSAGING_SERVICE_SID"
             )
         from_ = normalize_sender(settings.twilio_phone_number, settings.default_region)
+    at = now or datetime.now(UTC)
     with store.begin() as conn:
-        if store.ensure_contact(conn, recipient, now or datetime.now(UTC)):
+        if store.contacts.ensure(conn, recipient, at):
             raise RecipientOptedOut(
                 f"{mask(recipient)} opted out (replied STOP): not sent. They can "
                 "text START to opt back in."
             )
-        return [
-            store.enqueue(
-                conn,
-                to=recipient,
-                body=part.body,
-                media=part.media,
-                from_=from_,
-                messaging_service_sid=service,
-                now=now or datetime.now(UTC),
-            )
-            for part in parts
-        ]
+        return store.outbox.enqueue_many(
+            conn,
+            [
+                NewMessage(
+                    to=recipient,
+                    body=part.body,
+                    media=part.media,
+                    from_=from_,
+                    messaging_service_sid=service,
+                )
+                for part in parts
+            ],
+            now=at,
+        )

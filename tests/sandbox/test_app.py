@@ -230,12 +230,13 @@ def test_help_round_trip_over_http(tmp_path: Path) -> None:
         assert len(reply.media) == 2
         assert reply.from_ == box.number
         assert box.store is not None
-        (row,) = box.store.messages(direction="outbound")
+        (row,) = box.store.messages.all(direction="outbound")
         assert row["sid"] == reply.sid
         wait_for(
             lambda: (
                 box.store is not None
-                and box.store.messages(direction="outbound")[0]["status"] == "delivered"
+                and box.store.messages.all(direction="outbound")[0]["status"]
+                == "delivered"
             ),
             what="the bot to record delivered from the status callback",
         )

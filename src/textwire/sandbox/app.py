@@ -29,14 +29,15 @@ from textwire.bot import Bot
 from textwire.config import Settings
 from textwire.errors import ConfigError, InvalidPhoneNumber
 from textwire.phone import normalize
+from textwire.runtime import Runtime
 from textwire.sandbox.api import Faults, create_api_blueprint
 from textwire.sandbox.carrier import Carrier
 from textwire.sandbox.page import PageConfig, create_page_blueprint
 from textwire.sandbox.state import EmulatorState, VirtualPhone
 from textwire.server import WaitressServer
 from textwire.storage.sql import SqlStore
-from textwire.transports.twilio import TwilioTransport
-from textwire.worker import SendWorker
+from textwire.transports.base import Transport
+from textwire.worker import Worker
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
@@ -128,13 +129,23 @@ class Sandbox:
     state: EmulatorState
     carrier: Carrier
     settings: Settings
-    worker: SendWorker | None
-    store: SqlStore | None
+    runtime: Runtime | None
     url: str
-    transport: TwilioTransport | None = None
     page: PageConfig | None = None
     _started: bool = dataclasses.field(default=False, init=False, repr=False)
     _stopped: bool = dataclasses.field(default=False, init=False, repr=False)
+
+    @property
+    def worker(self) -> Worker | None:
+        return self.runtime.worker if self.runtime else None
+
+    @property
+    def store(self) -> SqlStore | None:
+        return self.runtime.store if self.runtime else None
+
+    @property
+    def transport(self) -> Transport | None:
+        return self.runtime.transport if self.runtime else None
 
     @property
     def number(self) -> str:
@@ -142,13 +153,13 @@ class Sandbox:
         return self.settings.twilio_phone_number or DEFAULT_NUMBER
 
     def start(self) -> None:
-        """Start the carrier's thread and the in-process send worker."""
+        """Start the carrier's thread and the in-process worker."""
         if self._started:
             return
         self._started = True
         self.carrier.start()
-        if self.worker is not None:
-            self.worker.start()
+        if self.runtime is not None:
+            self.runtime.start()
 
     def close_streams(self) -> None:
         """End the pages' event streams (each holds a server thread)."""
@@ -162,13 +173,9 @@ class Sandbox:
             return
         self._stopped = True
         self.close_streams()
-        if self.worker is not None:
-            self.worker.stop()
+        if self.runtime is not None:
+            self.runtime.stop()
         self.carrier.stop()
-        if self.transport is not None:
-            self.transport.close()
-        if self.store is not None:
-            self.store.dispose()
 
 
 def _owned_number(settings: Settings) -> str:
@@ -254,38 +261,24 @@ def create_sandbox(
             state.add_phone(phone)
     carrier = Carrier(state, base_url=url, step_delay=step_delay)
 
-    worker: SendWorker | None = None
-    store: SqlStore | None = None
-    transport: TwilioTransport | None = None
+    runtime: Runtime | None = None
     if emulator_only:
         app = _emulator_app(settings)
         bot_name = None
     else:
-        from textwire.loader import load_bot
-        from textwire.storage.setup import open_store
         from textwire.web import create_app
 
-        bot = bot or load_bot(settings.bot)
-        store = open_store(settings)
+        # The same runtime as `textwire run`: the bot's real TwilioTransport,
+        # built from the settings, talks HTTP to this emulator.
+        runtime = Runtime.from_settings(settings, bot=bot, transport="twilio")
         try:
-            transport = TwilioTransport(
-                account_sid=account_sid,
-                auth_token=auth_token,
-                from_=number,
-                api_url=url,
-                timeout=settings.twilio_timeout,
-                public_url=url,
-            )
-            worker = SendWorker(store, transport, settings=settings)
-            app = create_app(settings, bot=bot, store=store, notify_queued=worker.wake)
+            app = create_app(runtime=runtime)
         except BaseException:
-            if transport is not None:
-                transport.close()
-            store.dispose()
+            runtime.stop()
             raise
         owned.sms_url = url + "/twilio/sms"
         owned.sms_method = "POST"
-        bot_name = bot.name
+        bot_name = runtime.bot.name
 
     page = PageConfig(number=number, url=url, bot_name=bot_name)
     app.register_blueprint(create_api_blueprint(state, carrier, faults))
@@ -296,10 +289,8 @@ def create_sandbox(
         state=state,
         carrier=carrier,
         settings=settings,
-        worker=worker,
-        store=store,
+        runtime=runtime,
         url=url,
-        transport=transport,
         page=page,
     )
 

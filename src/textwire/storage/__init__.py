@@ -1,7 +1,9 @@
-"""Persistence: schema, the SQL store (SQLite + PostgreSQL) and migrations."""
+"""Persistence: schema, migrations, and one module per concern (SQLite and
+PostgreSQL): ``engine``, ``inbox``, ``outbox``, ``contacts``, ``ratelimits``,
+``messages``, ``state``; ``SqlStore`` holds them all."""
 
 from __future__ import annotations
 
-from textwire.storage.sql import ClaimedItem, SqlStateStore, SqlStore
+from textwire.storage.sql import ClaimedInbound, ClaimedItem, SqlStateStore, SqlStore
 
-__all__ = ["ClaimedItem", "SqlStateStore", "SqlStore"]
+__all__ = ["ClaimedInbound", "ClaimedItem", "SqlStateStore", "SqlStore"]

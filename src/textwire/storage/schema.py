@@ -1,4 +1,5 @@
-"""Tables: contacts, messages (both directions), conversation state, outbox.
+"""Tables: contacts, messages (both directions), conversation state, the inbox,
+the outbox and the senders' rate limits.
 
 The Alembic migrations in ``textwire/storage/migrations`` create exactly these;
 ``tests/storage`` checks that the two never drift apart.
@@ -33,6 +34,7 @@ __all__ = [
     "RateLimit",
     "Contact",
     "ConversationStateRow",
+    "InboxItem",
     "Message",
     "OutboxItem",
     "UTCDateTime",
@@ -139,6 +141,40 @@ class ConversationStateRow(Base):
     __table_args__ = (UniqueConstraint("bot_number", "contact"),)
 
 
+class InboxItem(Base):
+    """One inbound message to handle, being handled, or done with.
+
+    The webhook writes it (with the message) and answers Twilio; a worker
+    handles it. status: ``pending`` (due at ``next_attempt_at``), ``handling``
+    (claimed by ``claimed_by`` until ``lease_expires_at``), ``done``,
+    ``failed`` (textwire's own handling failed too often; ``last_error`` says
+    why). One contact's rows are handled one at a time, in ``id`` order.
+    """
+
+    __tablename__ = "inbox"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), unique=True)
+    contact: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # Base of the bot's media URLs as the webhook saw it (only when
+    # TEXTWIRE_PUBLIC_URL is not set: derived from the request).
+    public_url: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_expires_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    handled_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index(None, "status", "next_attempt_at"),
+        Index(None, "contact", "id"),
+    )
+
+
 class OutboxItem(Base):
     """One message waiting to be sent, being sent, or done with.
 
@@ -158,6 +194,8 @@ class OutboxItem(Base):
     messaging_service_sid: Mapped[str | None] = mapped_column(String(64))
     body: Mapped[str] = mapped_column(Text, default="")
     media: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    # Segments of the body: its cost against the sender's rate limit.
+    segments: Mapped[int] = mapped_column(Integer, default=1)
     status: Mapped[str] = mapped_column(String(16), default="queued")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -36,6 +36,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from textwire import codes
+from textwire.config import MAX_SEND_CONCURRENCY
 from textwire.errors import (
     AmbiguousSendError,
     ConfigError,
@@ -241,7 +242,7 @@ class TwilioTransport(Transport):
             timeout=settings.twilio_timeout,
             public_url=settings.public_url,
             status_path=status_path,
-            pool_size=settings.worker_concurrency,
+            pool_size=settings.worker_concurrency or MAX_SEND_CONCURRENCY,
         )
 
     def __repr__(self) -> str:

@@ -18,13 +18,14 @@ from werkzeug.exceptions import HTTPException
 
 from textwire.bot import Bot
 from textwire.config import Settings
+from textwire.runtime import Runtime
 from textwire.storage.sql import SqlStore
 from textwire.web.errors import plain_error
 from textwire.web.extension import Textwire
-from textwire.web.runtime import Runtime, current_runtime
+from textwire.web.runtime import Mount, current_runtime
 from textwire.web.webhooks import MAX_FORM_PARTS
 
-__all__ = ["Runtime", "Textwire", "create_app", "current_runtime"]
+__all__ = ["Mount", "Runtime", "Textwire", "create_app", "current_runtime"]
 
 
 def create_app(
@@ -32,7 +33,8 @@ def create_app(
     *,
     bot: Bot | None = None,
     store: SqlStore | None = None,
-    notify_queued: Callable[[], None] | None = None,
+    runtime: Runtime | None = None,
+    notify: Callable[[], None] | None = None,
 ) -> Flask:
     """Build the textwire Flask app.
 
@@ -43,12 +45,17 @@ def create_app(
         store: the database; built from ``settings.database_url`` when omitted
             (SQLite is migrated on the spot; PostgreSQL must be migrated with
             ``textwire db upgrade``).
-        notify_queued: called after a webhook queued replies (wakes the
-            in-process send worker).
+        runtime: a runtime built already (``textwire run`` passes its own,
+            with the in-process worker); ``settings``, ``bot`` and ``store``
+            are then its own.
+        notify: called after a webhook recorded a message (the runtime's
+            worker, if any, is woken anyway).
 
     Raises:
         ConfigError: signature validation is on but no auth token is set.
     """
+    if runtime is not None:
+        settings = runtime.settings
     settings = settings or Settings.from_env()
     app = Flask("textwire")
     # The whole app is textwire's: its limits and plain-text errors (404 and
@@ -56,8 +63,6 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
     app.register_error_handler(HTTPException, plain_error)
-    textwire = Textwire(
-        bot, settings=settings, store=store, notify_queued=notify_queued
-    )
-    textwire.init_app(app)
+    textwire = Textwire(bot, settings=settings, store=store, notify=notify)
+    textwire.init_app(app, runtime=runtime)
     return app

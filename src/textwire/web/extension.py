@@ -6,23 +6,19 @@ import atexit
 import logging
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from flask import Flask
 
 from textwire.bot import Bot
 from textwire.config import Settings
 from textwire.errors import ConfigError
-from textwire.phone import set_default_region
+from textwire.runtime import Runtime
 from textwire.storage.sql import SqlStore
 from textwire.web import health as health_routes
 from textwire.web import media as media_routes
 from textwire.web import metrics as metrics_routes
 from textwire.web import selftest, webhooks
-from textwire.web.runtime import Runtime
-
-if TYPE_CHECKING:
-    from textwire.worker import SendWorker
+from textwire.web.runtime import Mount
 
 __all__ = ["Textwire"]
 
@@ -51,14 +47,17 @@ class Textwire:
                                         # GET /media/<path>
 
     ``Textwire(bot, app=app)`` does the same in one step. One ``Textwire`` can
-    serve several apps; what each app runs with (a :class:`Runtime`) is kept
-    in ``app.extensions["textwire"]``, nothing in module globals.
+    serve several apps; what each app runs with (a :class:`Mount` around a
+    :class:`~textwire.runtime.Runtime`) is kept in
+    ``app.extensions["textwire"]``, nothing in module globals.
 
     Only textwire's own routes change: the app's other routes, error handlers,
     ``MAX_CONTENT_LENGTH`` and the like are left alone, and textwire's
-    plain-text errors and request limits apply to its routes only. Replies are
-    sent by ``textwire worker`` (or ``init_app(..., start_worker=True)``), or
-    answered in TwiML when ``TEXTWIRE_REPLY_MODE=twiml``.
+    plain-text errors and request limits apply to its routes only. The
+    webhook records each message and answers at once; ``textwire worker``
+    (or ``init_app(..., start_worker=True)``) runs the bot and sends its
+    replies. With ``TEXTWIRE_REPLY_MODE=twiml`` the bot runs in the request
+    and its replies are the answer.
 
     Args:
         bot: the bot; loaded from ``TEXTWIRE_BOT`` (default: the help-desk
@@ -68,8 +67,8 @@ class Textwire:
         store: the database; built from ``settings.database_url`` when omitted
             (SQLite is migrated on the spot; PostgreSQL must be migrated with
             ``textwire db upgrade``).
-        notify_queued: called after a webhook queued replies (e.g. to wake a
-            send worker of your own).
+        notify: called after a webhook recorded a message (e.g. to wake a
+            worker of your own).
     """
 
     def __init__(
@@ -79,12 +78,12 @@ class Textwire:
         *,
         settings: Settings | None = None,
         store: SqlStore | None = None,
-        notify_queued: Callable[[], None] | None = None,
+        notify: Callable[[], None] | None = None,
     ) -> None:
         self.bot = bot
         self.settings = settings
         self.store = store
-        self.notify_queued = notify_queued
+        self.notify = notify
         if app is not None:
             self.init_app(app)
 
@@ -94,13 +93,14 @@ class Textwire:
         *,
         settings: Settings | None = None,
         store: SqlStore | None = None,
+        runtime: Runtime | None = None,
         url_prefix: str = "/twilio",
         extras_prefix: str = "",
         health: bool = True,
         media: bool = True,
         metrics: bool = True,
         start_worker: bool = False,
-    ) -> Runtime:
+    ) -> Mount:
         """Mount textwire on ``app``; return what it runs with.
 
         Args:
@@ -109,6 +109,9 @@ class Textwire:
                 the constructor (else ``Settings.from_env()``).
             store: this app's database, instead of the constructor's (else
                 one built from ``settings.database_url``).
+            runtime: a runtime built already (``Runtime.from_settings``):
+                its settings, bot and database are used, and nothing is
+                started or stopped here.
             url_prefix: where the webhooks go: ``{url_prefix}/sms`` (point the
                 number's *A message comes in* webhook there) and
                 ``{url_prefix}/status``.
@@ -118,9 +121,10 @@ class Textwire:
             media: serve the bot's media folder at ``/media/<path>``.
             metrics: serve ``GET /metrics`` (Prometheus; behind
                 ``TEXTWIRE_METRICS_TOKEN`` when set).
-            start_worker: also run the send worker in a thread of this
-                process (needs Twilio credentials). Off by default: run
-                ``textwire worker`` beside the app, as in production.
+            start_worker: also run the worker (the bot's handlers and the
+                sending) in threads of this process (needs Twilio
+                credentials). Off by default: run ``textwire worker`` beside
+                the app, as in production.
 
         Raises:
             ConfigError: a setting is missing (the auth token to check
@@ -145,37 +149,19 @@ class Textwire:
             routes.append(extras_prefix + "/metrics")
         _check_free(app, routes)
 
-        settings = settings or self.settings or Settings.from_env()
-        _check_security(settings)
-        if start_worker:
-            _check_sender(settings)
-        set_default_region(settings.default_region)
-        bot = self.bot
-        if bot is None:
-            from textwire.loader import load_bot
-
-            bot = load_bot(settings.bot)
-        store = store if store is not None else self.store
-        if store is None:
-            from textwire.storage.setup import open_store
-
-            store = open_store(settings)
-
-        runtime = Runtime(
-            settings=settings,
-            bot=bot,
-            store=store,
+        if runtime is None:
+            runtime = self._runtime(
+                settings, store, url_prefix + "/status", start_worker=start_worker
+            )
+        else:
+            _check_security(runtime.settings)
+        mount = Mount(
+            runtime,
             status_path=url_prefix + "/status",
             extras_prefix=extras_prefix,
+            notify=self.notify,
         )
-        notify = self.notify_queued
-        if start_worker:
-            runtime.worker = _start_worker(runtime)
-            notify = _both(notify, runtime.worker.wake)
-        if notify is not None:
-            runtime.notify_queued = notify
-
-        app.extensions[EXTENSION_KEY] = runtime
+        app.extensions[EXTENSION_KEY] = mount
         app.register_blueprint(webhooks.bp, url_prefix=url_prefix)
         app.register_blueprint(selftest.bp, url_prefix=url_prefix)
         if health:
@@ -184,7 +170,32 @@ class Textwire:
             app.register_blueprint(media_routes.bp, url_prefix=extras_prefix or None)
         if metrics:
             app.register_blueprint(metrics_routes.bp, url_prefix=extras_prefix or None)
-        bot.freeze()
+        return mount
+
+    def _runtime(
+        self,
+        settings: Settings | None,
+        store: SqlStore | None,
+        status_path: str,
+        *,
+        start_worker: bool,
+    ) -> Runtime:
+        settings = settings or self.settings or Settings.from_env()
+        _check_security(settings)
+        if start_worker:
+            _check_sender(settings)
+        runtime = Runtime.from_settings(
+            settings,
+            bot=self.bot,
+            store=store if store is not None else self.store,
+            transport="twilio" if start_worker else None,
+            worker=start_worker,
+            status_path=status_path,
+        )
+        if start_worker:
+            runtime.start()
+            # Let what is in hand finish when the process exits.
+            atexit.register(runtime.stop)
         return runtime
 
 
@@ -238,34 +249,3 @@ def _check_sender(settings: Settings) -> None:
             "start_worker=True needs a sender: set TWILIO_PHONE_NUMBER or "
             "TWILIO_MESSAGING_SERVICE_SID"
         )
-
-
-def _start_worker(runtime: Runtime) -> SendWorker:
-    from textwire.transports.twilio import TwilioTransport
-    from textwire.worker import SendWorker
-
-    settings = runtime.settings
-    transport = TwilioTransport.from_settings(settings, status_path=runtime.status_path)
-    worker = SendWorker(runtime.store, transport, settings=settings)
-
-    def stop() -> None:
-        worker.stop()
-        transport.close()
-
-    worker.start()
-    # Let the batch in flight finish when the process exits.
-    atexit.register(stop)
-    return worker
-
-
-def _both(
-    first: Callable[[], None] | None, second: Callable[[], None]
-) -> Callable[[], None]:
-    if first is None:
-        return second
-
-    def notify() -> None:
-        first()
-        second()
-
-    return notify

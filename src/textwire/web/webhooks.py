@@ -9,11 +9,13 @@ from flask import Blueprint, Response, abort, request
 from werkzeug.exceptions import HTTPException
 
 from textwire import metrics
+from textwire.context import HandleOptions
 from textwire.errors import MalformedWebhook
 from textwire.messages import Inbound
-from textwire.service import handle_inbound
+from textwire.phone import mask
+from textwire.service import handle_inline
 from textwire.web.errors import plain_error
-from textwire.web.runtime import current_runtime
+from textwire.web.runtime import Mount, current_runtime
 from textwire.web.security import public_base_url, verify_signature
 from textwire.web.twiml import EMPTY_TWIML, render_replies, twiml_response
 
@@ -45,8 +47,9 @@ def _verify() -> None:
 
 @bp.post("/sms")
 def inbound() -> Response:
-    """Record the message, run the bot; its replies go to the outbox, or in
-    the TwiML answer itself in the ``twiml`` reply mode."""
+    """Record the message in the inbox and answer at once; a worker runs the
+    bot. In the ``twiml`` reply mode the bot runs here and its replies are
+    the answer."""
     rt = current_runtime()
     _verify()
     try:
@@ -54,32 +57,37 @@ def inbound() -> Response:
     except MalformedWebhook as exc:
         logger.warning("rejected malformed webhook: %s", exc)
         abort(400, str(exc))
+    if rt.settings.reply_mode == "twiml":
+        return _inline(rt, msg)
+    # The handler's media URLs: the public URL, else as this request saw it.
+    public_url = None
+    if not rt.settings.public_url:
+        public_url = public_base_url(request, None) + rt.extras_prefix
+    inbox_id = rt.store.inbox.record(msg, rt.clock(), public_url=public_url)
+    metrics.count_inbound(duplicate=inbox_id is None)
+    if inbox_id is None:
+        logger.info("inbound %s from=%s duplicate", msg.sid, mask(msg.from_))
+    else:
+        rt.recorded()
+    return twiml_response(EMPTY_TWIML)
+
+
+def _inline(rt: Mount, msg: Inbound) -> Response:
     base = public_base_url(request, rt.settings.public_url)
-    in_twiml = rt.settings.reply_mode == "twiml"
-    result = handle_inbound(
+    result = handle_inline(
         rt.store,
         rt.bot,
         msg,
         settings=rt.settings,
-        public_url=base + rt.extras_prefix,
-        deliver=not in_twiml,
+        options=HandleOptions.from_settings(rt.settings, base + rt.extras_prefix),
+        run_async=rt.runtime.run_async,
+        now=rt.clock(),
     )
-    metrics.count_inbound(
-        duplicate=result.duplicate,
-        keyword=result.keyword,
-        replies=len(result.outbox_ids),
-        twiml=in_twiml,
-    )
-    if in_twiml:
-        # A duplicate has no replies: the first delivery got them.
-        return twiml_response(
-            render_replies(
-                result.replies, result.outbox_ids, status_url=base + rt.status_path
-            )
+    return twiml_response(
+        render_replies(
+            result.replies, result.outbox_ids, status_url=base + rt.status_path
         )
-    if result.outbox_ids:
-        rt.notify_queued()
-    return twiml_response(EMPTY_TWIML)
+    )
 
 
 @bp.post("/status")
@@ -96,7 +104,7 @@ def status() -> Response:
     error_code = _int_or_none(request.form.get("ErrorCode"), "ErrorCode")
     from textwire.codes import describe
 
-    found = rt.store.update_status(
+    found = rt.store.messages.update_status(
         sid=sid,
         outbox_id=outbox_id,
         status=new_status.strip().lower(),

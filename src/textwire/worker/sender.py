@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from textwire import metrics
-from textwire.codes import CODES, describe
-from textwire.config import Settings
+from textwire.codes import CODES, OPTED_OUT, describe, means_opted_out
+from textwire.config import MAX_SEND_CONCURRENCY, Settings
 from textwire.errors import (
     AmbiguousSendError,
     PermanentSendError,
@@ -25,9 +26,9 @@ from textwire.errors import (
     TemporarySendError,
 )
 from textwire.media import probe_media
-from textwire.messages import segment_info
 from textwire.phone import mask
-from textwire.ratelimit import send_cost
+from textwire.ratelimit import send_cost, sender_ceiling
+from textwire.storage.outbox import RatePlan
 from textwire.storage.sql import ClaimedItem, SqlStore
 from textwire.transports.base import OutboundMessage, SentRecord, Transport
 from textwire.worker.backoff import compute_backoff
@@ -36,15 +37,24 @@ __all__ = ["SendWorker"]
 
 logger = logging.getLogger("textwire.worker")
 
-OPTED_OUT = 21610
-
 # How far before the first attempt to look when reconciling (clock skew).
 RECONCILE_SLACK = timedelta(minutes=2)
 
 
 def sender_key(item: ClaimedItem) -> str:
     """Which sender's rate limit a row counts against."""
-    return item.from_ or item.messaging_service_sid or "default"
+    return _key(item.from_, item.messaging_service_sid)
+
+
+def _key(from_: str | None, service: str | None) -> str:
+    return from_ or service or "default"
+
+
+# Sends in flight when the worker sizes itself: at least this many, at most
+# the pool's threads; until it has seen the API's latency it assumes this.
+MIN_IN_FLIGHT = 4
+MAX_IN_FLIGHT = MAX_SEND_CONCURRENCY
+ASSUMED_LATENCY = 0.25
 
 
 class SendWorker:
@@ -81,7 +91,10 @@ class SendWorker:
         self.backoff_base = settings.backoff_base
         self.backoff_cap = settings.backoff_cap
         self.batch_size = settings.worker_batch_size
-        self.concurrency = settings.worker_concurrency
+        # None: sized from the sender's ceiling and the latency seen (auto).
+        self.fixed_concurrency = settings.worker_concurrency
+        self.ceiling = sender_ceiling(settings) if settings.rate_limit else None
+        self._latency = ASSUMED_LATENCY
         self.lease = timedelta(seconds=settings.lease_seconds)
         self.poll_interval = settings.worker_poll_interval
         self.probe_media = settings.probe_media
@@ -94,6 +107,15 @@ class SendWorker:
             f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         )
         self._rng = rng or random.Random()
+        self._plan = (
+            RatePlan(
+                key=_key,
+                cost=lambda key, segments: send_cost(key, segments, self.rate_mps),
+                max_wait=self.rate_max_wait,
+            )
+            if self.rate_limit
+            else None
+        )
         self._wake = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
         # Sends in flight in the pool (run_forever keeps it near concurrency).
@@ -103,6 +125,21 @@ class SendWorker:
         self._stop = threading.Event()
 
     # -- running -------------------------------------------------------------
+
+    @property
+    def concurrency(self) -> int:
+        """Sends to keep in flight: ``TEXTWIRE_WORKER_CONCURRENCY`` when set,
+        else enough to reach the sender's ceiling at the API latency seen."""
+        if self.fixed_concurrency is not None:
+            return self.fixed_concurrency
+        if self.ceiling is None:
+            return MAX_IN_FLIGHT // 2
+        wanted = math.ceil(self.ceiling * self._latency * 1.25) + 2
+        return max(MIN_IN_FLIGHT, min(MAX_IN_FLIGHT, wanted))
+
+    def _observe(self, seconds: float) -> None:
+        # Exponentially weighted: a few slow answers do not swing it.
+        self._latency = 0.8 * self._latency + 0.2 * seconds
 
     def wake(self) -> None:
         """Cut the current idle wait short: there is new work."""
@@ -114,6 +151,7 @@ class SendWorker:
         *,
         limit: int | None = None,
         wait: bool = True,
+        only: Sequence[int] | None = None,
     ) -> int:
         """Claim one batch of due rows and process it; return how many.
 
@@ -124,18 +162,22 @@ class SendWorker:
             wait: process the batch before returning. ``False`` hands the rows
                 to the sending threads and returns at once (``run_forever``
                 keeps the threads busy that way).
+            only: claim only these outbox ids (``textwire send`` sends its
+                own message, nothing else).
         """
         claim_time = now or datetime.now(UTC)
-        items = self.store.claim(
+        items = self.store.outbox.claim(
             claim_time,
             limit=limit or self.batch_size,
             worker_id=self.worker_id,
             lease=self.lease,
+            rates=self._plan,
+            only=only,
         )
         if not items:
             return 0
         claimed_at = self._monotonic()
-        opted_out = self.store.opted_out_among([item.to for item in items])
+        opted_out = self.store.contacts.opted_out_among([item.to for item in items])
 
         def process(item: ClaimedItem) -> None:
             self._process(
@@ -157,9 +199,8 @@ class SendWorker:
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(
-                self.concurrency, thread_name_prefix="textwire-send"
-            )
+            threads = self.fixed_concurrency or MAX_IN_FLIGHT
+            self._pool = ThreadPoolExecutor(threads, thread_name_prefix="textwire-send")
         return self._pool
 
     def _process_in_pool(
@@ -187,10 +228,13 @@ class SendWorker:
         """
         logger.info("send worker %s started", self.worker_id)
         failures = 0
-        refill = max(1, min(self.batch_size, self.concurrency) // 2)
         while not stop.is_set():
             with self._done:
-                while self.concurrency - self._in_flight < refill and not stop.is_set():
+                while (
+                    self.concurrency - self._in_flight
+                    < max(1, min(self.batch_size, self.concurrency) // 2)
+                    and not stop.is_set()
+                ):
                     self._done.wait(0.5)
                 room = min(self.batch_size, self.concurrency - self._in_flight)
             if stop.is_set():
@@ -282,7 +326,7 @@ class SendWorker:
                     item.id,
                     found.sid,
                 )
-                self.store.mark_sent(
+                self.store.outbox.mark_sent(
                     item,
                     self.worker_id,
                     sid=found.sid,
@@ -316,8 +360,7 @@ class SendWorker:
                 metrics.count_send("refused")
                 return
 
-        if self.rate_limit and not self._pace(item, now):
-            return
+        self._pace(item, now)
 
         message = OutboundMessage(
             to=item.to,
@@ -336,9 +379,9 @@ class SendWorker:
             metrics.SEND_DURATION.observe(time.perf_counter() - started)
             self._fail(item, exc.code, exc.reason, now)
             metrics.count_send("failed", exc.code)
-            if exc.code is not None and exc.code in CODES and CODES[exc.code].opt_out:
+            if means_opted_out(exc.code):
                 with self.store.begin() as conn:
-                    self.store.set_opt_out(
+                    self.store.contacts.set_opt_out(
                         conn, item.to, True, now or datetime.now(UTC)
                     )
             return
@@ -352,8 +395,10 @@ class SendWorker:
             retrying = self._retry(item, exc, now)
             metrics.count_send("retry" if retrying else "failed", exc.code)
             return
-        metrics.SEND_DURATION.observe(time.perf_counter() - started)
-        self.store.mark_sent(
+        elapsed = time.perf_counter() - started
+        metrics.SEND_DURATION.observe(elapsed)
+        self._observe(elapsed)
+        self.store.outbox.mark_sent(
             item,
             self.worker_id,
             sid=receipt.sid,
@@ -373,26 +418,13 @@ class SendWorker:
             item.attempts,
         )
 
-    def _pace(self, item: ClaimedItem, now: datetime | None) -> bool:
-        """Wait for the sender's next free slot, or defer the row; False if deferred."""
-        at = now or datetime.now(UTC)
-        key = sender_key(item)
-        cost = send_cost(key, segment_info(item.body).segments, self.rate_mps)
-        start = at.timestamp()
-        reserved, when = self.store.reserve_rate(
-            key, cost=cost, now=start, max_wait=self.rate_max_wait
-        )
-        if not reserved:
-            self.store.defer(
-                item, self.worker_id, until=datetime.fromtimestamp(when, UTC), now=at
-            )
-            logger.debug(
-                "outbox %s deferred %.1f s by the rate limit", item.id, when - start
-            )
-            return False
-        if when > start:
-            self._sleep(when - start)
-        return True
+    def _pace(self, item: ClaimedItem, now: datetime | None) -> None:
+        """Wait for the slot the claim reserved against the sender's rate limit."""
+        if item.slot is None:
+            return
+        wait = item.slot - (now or datetime.now(UTC)).timestamp()
+        if wait > 0:
+            self._sleep(wait)
 
     def _still_ours(
         self, item: ClaimedItem, now: datetime | None, claimed_at: float
@@ -406,7 +438,7 @@ class SendWorker:
         """
         if self._monotonic() - claimed_at < self.lease.total_seconds() / 2:
             return True
-        if self.store.renew_lease(
+        if self.store.outbox.renew_lease(
             item, self.worker_id, now=now or datetime.now(UTC), lease=self.lease
         ):
             return True
@@ -428,7 +460,7 @@ class SendWorker:
         # Two identical texts to one phone: adopt one no other row has claimed.
         # The row's own SID may be stored already, by a status callback that
         # beat the reconciliation: that one is ours to adopt, not "taken".
-        taken = self.store.known_sids(
+        taken = self.store.messages.known_sids(
             [record.sid for record in candidates], except_message=item.message_id
         )
         for record in candidates:
@@ -463,8 +495,10 @@ class SendWorker:
                 delay = exc.retry_after
             if self.rate_limit:
                 # Slow the sender down for every worker, not just this row.
-                self.store.slow_down(sender_key(item), until=at.timestamp() + delay)
-        self.store.mark_retry(
+                self.store.rates.slow_down(
+                    sender_key(item), until=at.timestamp() + delay
+                )
+        self.store.outbox.mark_retry(
             item,
             self.worker_id,
             next_attempt_at=at + timedelta(seconds=delay),
@@ -491,7 +525,7 @@ class SendWorker:
     ) -> None:
         if code is not None and code not in CODES:
             reason = f"{reason} ({describe(code)})"
-        self.store.mark_failed(
+        self.store.outbox.mark_failed(
             item,
             self.worker_id,
             error=reason,

@@ -1,0 +1,254 @@
+"""The database itself: engine, transactions, dialect differences, migrations.
+
+``Database("sqlite:///textwire.db")`` (WAL mode, one writer at a time) or
+``Database("postgresql://user@host/db")`` (psycopg 3). Everything else in
+``textwire.storage`` runs its statements through one of these.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from textwire.errors import StorageError
+
+__all__ = ["Database", "normalize_database_url"]
+
+logger = logging.getLogger("textwire.storage")
+
+# A read-only transaction on SQLite starts with a plain (deferred) BEGIN.
+_READ = "textwire_read"
+
+
+def normalize_database_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL URLs that name no driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+class Database:
+    """One database: transactions, the dialect's INSERT, and its migrations.
+
+    Args:
+        url: a SQLAlchemy URL (``sqlite:///file.db``, ``postgresql://…``).
+        engine: an engine to use instead of making one (tests).
+    """
+
+    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+        self.url = normalize_database_url(url)
+        self.engine = engine or _make_engine(self.url)
+        self.dialect = self.engine.dialect.name
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise StorageError(f"unsupported database {self.dialect!r}")
+        self._write_lock = _SqliteWriteLock.for_url(self.url)
+        self._head: str | None = None
+
+    def __repr__(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """One write transaction: committed on success, rolled back on error.
+
+        Raises:
+            StorageError: the database failed (the cause is chained).
+        """
+        try:
+            with self._write_lock, self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StorageError(f"database error: {exc.__class__.__name__}") from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only connection (on SQLite it never waits for writers)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(**{_READ: True})
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StorageError(f"database error: {exc.__class__.__name__}") from exc
+
+    def insert(self, table: Any) -> Any:
+        """The dialect's INSERT (with ``on_conflict_do_…`` and ``returning``)."""
+        if self.dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    # -- migrations ------------------------------------------------------------
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Apply the Alembic migrations up to ``revision``."""
+        from alembic import command
+
+        command.upgrade(self._alembic_config(), revision)
+
+    def current_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def head_revision(self) -> str | None:
+        if self._head is None:
+            from alembic.script import ScriptDirectory
+
+            script = ScriptDirectory.from_config(self._alembic_config())
+            self._head = script.get_current_head()
+        return self._head
+
+    def _alembic_config(self) -> Any:
+        from alembic.config import Config
+
+        cfg = Config()
+        location = resources.files("textwire.storage") / "migrations"
+        cfg.set_main_option("script_location", str(location))
+        cfg.attributes["engine"] = self.engine
+        return cfg
+
+    def check(self) -> None:
+        """Raise ``StorageError`` unless the database answers and is migrated."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            raise StorageError(
+                f"database unreachable: {exc.__class__.__name__}"
+            ) from exc
+        current, head = self.current_revision(), self.head_revision()
+        if current != head:
+            raise StorageError(
+                f"database at revision {current or 'none'}, code expects {head}: "
+                "run `textwire db upgrade`"
+            )
+
+
+def _make_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    # hide_parameters: an error dump never prints bound values (numbers, bodies).
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            raise StorageError(
+                "an in-memory SQLite database cannot be shared by the web server "
+                "and the send worker; use a file, e.g. sqlite:///textwire.db"
+            )
+        engine = create_engine(url, pool_size=8, max_overflow=8, hide_parameters=True)
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=10,
+            hide_parameters=True,
+        )
+    raise StorageError(
+        f"unsupported database URL scheme {parsed.drivername!r}: use sqlite:/// "
+        "or postgresql://"
+    )
+
+
+def _sqlite_on_connect(dbapi_conn: Any, record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own
+    # transaction handling would start a deferred transaction too late).
+    dbapi_conn.isolation_level = None
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    # One writer at a time, decided at BEGIN: no upgrade deadlocks, and an
+    # outbox claim is a single atomic step. Reads start deferred (WAL lets
+    # them run beside the writer).
+    if conn.get_execution_options().get(_READ):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class _SqliteWriteLock:
+    """Writers to one SQLite file queue here before ``BEGIN IMMEDIATE``.
+
+    SQLite makes a writer that finds the database locked sleep and retry, with
+    sleeps growing to 100 ms; under load the unlucky one sleeps again and again
+    while others take the lock (a p99 of hundreds of milliseconds). Queueing on
+    a thread lock and an OS file lock (``flock`` on ``<database>.writelock``,
+    shared by every process on the machine) wakes the next writer the moment
+    the lock is free. Re-entrant within a thread. A no-op for PostgreSQL and
+    where ``fcntl`` is missing.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._thread_lock = threading.RLock()
+        self._fd: int | None = None
+        self._pid = 0
+        self._depth = 0
+
+    @classmethod
+    def for_url(cls, url: str) -> _SqliteWriteLock:
+        parsed = make_url(url)
+        if parsed.get_backend_name() != "sqlite" or not parsed.database:
+            return cls(None)
+        try:
+            import fcntl  # noqa: F401
+        except ImportError:  # pragma: no cover - not POSIX
+            return cls(None)
+        return cls(os.path.abspath(parsed.database) + ".writelock")
+
+    def __enter__(self) -> None:
+        if self.path is None:
+            return
+        import fcntl
+
+        self._thread_lock.acquire()
+        try:
+            self._depth += 1
+            if self._depth == 1:
+                fcntl.flock(self._descriptor(), fcntl.LOCK_EX)
+        except BaseException:
+            self._depth -= 1
+            self._thread_lock.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        if self.path is None:
+            return
+        import fcntl
+
+        try:
+            self._depth -= 1
+            if self._depth == 0 and self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+    def _descriptor(self) -> int:
+        # A forked process (gunicorn) opens its own: flock belongs to the
+        # open file, which a fork would share with its parent.
+        if self._fd is None or self._pid != os.getpid():
+            assert self.path is not None
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        return self._fd
