@@ -250,8 +250,8 @@ def twilio_api(httpserver: HTTPServer) -> Iterator[TwilioAPI]:
         api.stall.set()
 
 
-@pytest.fixture
-def settings(database_url: str) -> Settings:
+def base_settings(database_url: str) -> Settings:
+    """The tests' settings for ``database_url`` (the ``settings`` fixture's)."""
     return Settings(
         twilio_account_sid=ACCOUNT_SID,
         twilio_auth_token=AUTH_TOKEN,
@@ -263,6 +263,11 @@ def settings(database_url: str) -> Settings:
         worker_concurrency=1,
         rate_limit=False,  # pacing has its own tests (test_ratelimit.py)
     )
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return base_settings(database_url)
 
 
 @pytest.fixture
@@ -280,16 +285,23 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-@pytest.fixture
-def transport(twilio_api: TwilioAPI, settings: Settings) -> Iterator[TwilioTransport]:
-    transport = TwilioTransport(
+def api_transport(
+    api: TwilioAPI, public_url: str | None = PUBLIC_URL
+) -> TwilioTransport:
+    """A TwilioTransport talking to the local stand-in ``api``."""
+    return TwilioTransport(
         account_sid=ACCOUNT_SID,
         auth_token=AUTH_TOKEN,
         from_=BOT_NUMBER,
-        api_url=twilio_api.url,
+        api_url=api.url,
         timeout=2.0,
-        public_url=settings.public_url,
+        public_url=public_url,
     )
+
+
+@pytest.fixture
+def transport(twilio_api: TwilioAPI, settings: Settings) -> Iterator[TwilioTransport]:
+    transport = api_transport(twilio_api, settings.public_url)
     yield transport
     transport.close()
 

@@ -388,3 +388,158 @@ def test_media_url_needs_a_public_url() -> None:
         options=HandleOptions(apology="sorry"),
     ).replies
     assert bodies(replies) == ["sorry"]
+
+
+# -- middleware ------------------------------------------------------------------
+
+
+def test_middleware_wraps_the_handler_in_the_order_it_was_added() -> None:
+    from textwire.middleware import Next
+
+    calls: list[str] = []
+    bot = Bot()
+
+    @bot.use
+    def outer(msg: Inbound, ctx: Context, next: Next) -> list[Reply]:
+        calls.append("outer before")
+        replies = next()
+        calls.append("outer after")
+        return [*replies, Reply("from outer")]
+
+    @bot.use
+    def inner(msg: Inbound, ctx: Context, next: Next) -> None:
+        calls.append("inner before")
+        next()
+        calls.append("inner after")  # returns None: keeps next()'s replies
+
+    @bot.message()
+    def hello(msg: Inbound, ctx: Context) -> str:
+        calls.append("handler")
+        return "hello"
+
+    assert bodies(run(bot, inbound("hi"))) == ["hello", "from outer"]
+    assert calls == [
+        "outer before",
+        "inner before",
+        "handler",
+        "inner after",
+        "outer after",
+    ]
+
+
+def test_middleware_that_does_not_call_next_stops_the_message() -> None:
+    from textwire.middleware import Next
+
+    handled: list[str] = []
+    bot = Bot()
+
+    @bot.use
+    def closed_on_sunday(msg: Inbound, ctx: Context, next: Next) -> str | None:
+        if msg.text == "sunday":
+            return "We are closed today."
+        return None if msg.text == "quiet" else next()  # type: ignore[return-value]
+
+    @bot.message()
+    def answer(msg: Inbound, ctx: Context) -> str:
+        handled.append(msg.text)
+        return "open"
+
+    assert bodies(run(bot, inbound("sunday"))) == ["We are closed today."]
+    assert run(bot, inbound("quiet")) == []
+    assert bodies(run(bot, inbound("monday"))) == ["open"]
+    assert handled == ["monday"]
+
+
+def test_a_failing_middleware_gets_the_apology_and_next_runs_once() -> None:
+    from textwire.middleware import Next
+
+    bot = Bot(apology="sorry")
+
+    @bot.use
+    def twice(msg: Inbound, ctx: Context, next: Next) -> list[Reply]:
+        next()
+        return next()
+
+    @bot.message()
+    def answer(msg: Inbound, ctx: Context) -> str:
+        return "once"
+
+    outcome = bot.handle(inbound("x"), state_store=MemoryStateStore())
+    assert bodies(list(outcome.replies)) == ["sorry"] and outcome.failed
+
+
+def test_stop_never_reaches_middleware_or_handlers_and_opts_out() -> None:
+    from textwire.middleware import Next
+
+    seen: list[str] = []
+    bot = Bot()
+
+    @bot.use
+    def spy(msg: Inbound, ctx: Context, next: Next) -> list[Reply]:
+        seen.append(msg.text)
+        return next()
+
+    @bot.message()
+    def answer(msg: Inbound, ctx: Context) -> str:
+        return "hi"
+
+    stop = bot.handle(inbound("STOP"), state_store=MemoryStateStore())
+    assert stop.replies == () and stop.opt_out is True and stop.keyword == "stop"
+    after = bot.handle(inbound("hello"), state_store=MemoryStateStore(), opted_out=True)
+    assert after.replies == () and after.opt_out is None
+    start = bot.handle(inbound("START"), state_store=MemoryStateStore(), opted_out=True)
+    assert start.opt_out is False and start.replies == ()
+    assert seen == []
+    # Without the opt-out middleware the bot sees every message
+    open_bot = Bot(handle_opt_out=False)
+    open_bot.message()(answer)
+    outcome = open_bot.handle(inbound("STOP"), state_store=MemoryStateStore())
+    assert bodies(list(outcome.replies)) == ["hi"] and outcome.opt_out is None
+    assert [m.__name__ for m in open_bot.middleware] == ["mms_policy", "media_hosts"]
+
+
+def test_the_mms_policy_and_media_check_apply_to_every_reply() -> None:
+    bot = Bot(apology="sorry")
+
+    @bot.message("pic")
+    def pic(msg: Inbound, ctx: Context) -> Reply:
+        return Reply("look", media=["https://cdn.example.com/a.png"])
+
+    @bot.message("private")
+    def private(msg: Inbound, ctx: Context) -> Reply:
+        return Reply("look", media=["http://192.168.1.10/a.png"])
+
+    uk = inbound("pic", From="+447911123456", FromCountry="GB")
+    (reply,) = run(bot, uk)
+    assert reply.media == () and "https://cdn.example.com/a.png" in reply.body
+    assert bodies(run(bot, inbound("private"))) == ["sorry"]
+
+
+def test_middleware_registration_is_checked_and_frozen() -> None:
+    bot = Bot()
+
+    async def not_allowed(msg: Inbound, ctx: Context, next: object) -> None:
+        return None
+
+    with pytest.raises(RegistrationError, match="plain function"):
+        bot.use(not_allowed)  # type: ignore[arg-type]
+    with pytest.raises(RegistrationError, match="callable"):
+        bot.use("nope")  # type: ignore[arg-type]
+    run(bot, inbound("x"))
+    with pytest.raises(RegistrationError, match="finish setup"):
+        bot.use(lambda msg, ctx, next: next())
+
+
+def test_state_changes_come_back_uncommitted() -> None:
+    bot = Bot()
+
+    @bot.message()
+    def remember(msg: Inbound, ctx: Context) -> str:
+        ctx.state.update(seen=msg.text)
+        return "ok"
+
+    store = MemoryStateStore()
+    outcome = bot.handle(inbound("x"), state_store=store)
+    assert [r.data for r in outcome.state_changes.values() if r] == [{"seen": "x"}]
+    key = next(iter(outcome.state_changes))
+    assert store.load(key) is None  # nothing written until the caller commits

@@ -298,3 +298,38 @@ def test_settings_know_the_reply_mode() -> None:
         Settings(reply_mode="sms")
     with pytest.raises(ConfigError, match="'webhook'"):
         Settings.from_env(environ={"TEXTWIRE_REPLY_MODE": "webhook"}, env_file=None)
+
+
+def test_the_bot_runs_outside_the_write_transaction_with_the_same_middleware(
+    settings: Settings, store: SqlStore
+) -> None:
+    from sqlalchemy import text
+
+    bot = Bot(name="inline")
+
+    @bot.message("stop")
+    def never(msg: Inbound, ctx: Context) -> str:
+        raise AssertionError("STOP reaches no handler")
+
+    @bot.message()
+    async def note(msg: Inbound, ctx: Context) -> Reply:
+        # Its own write to the database does not wait on textwire's (SQLite
+        # has one writer: inside the webhook's transaction this would hang).
+        with store.engine.begin() as conn:
+            conn.execute(text("CREATE TABLE IF NOT EXISTS notes (sid TEXT)"))
+            conn.execute(text("INSERT INTO notes VALUES (:sid)"), {"sid": msg.sid})
+        ctx.state.update(noted=True)
+        return Reply("noted", media=["https://cdn.example.com/n.png"])
+
+    app = create_app(settings, bot=bot, store=store)
+    # The MMS policy applies (links for a phone without MMS), async is awaited
+    uk = make_form("note this", From="+447911123456", FromCountry="GB")
+    (message,) = messages_of(post(app, uk))
+    (body,), media = parts(message)
+    assert media == [] and "https://cdn.example.com/n.png" in body
+    # STOP opts out without a handler, in the same commit as the inbox row
+    assert messages_of(post(app, make_form("STOP", From="+447911123456"))) == []
+    assert store.contacts.opted_out_among(["+447911123456"]) == {"+447911123456"}
+    assert [r["status"] for r in store.inbox.rows()] == ["done", "done"]
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM notes")).scalar_one() == 1
