@@ -306,3 +306,42 @@ def test_naive_datetimes_are_refused(store: SqlStore) -> None:
             messaging_service_sid=None,
             now=datetime(2026, 1, 1),
         )
+
+
+def test_the_webhooks_insert_stores_exactly_what_the_models_read_back(
+    store: SqlStore,
+) -> None:
+    # The webhook's insert runs on the driver's cursor (storage.engine.Prepared):
+    # every value must come back as the ORM-typed columns expect it.
+    form = make_form(
+        "Grüße 👋 from “Ana” \\ 100%",
+        NumMedia="2",
+        MediaUrl0="https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1",
+        MediaContentType0="image/jpeg",
+        MediaUrl1="https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME2",
+        FromCity="MÜNCHEN",
+    )
+    msg = Inbound.from_form(form)
+    at = datetime(2026, 12, 2, 9, 30, 15, 123456, tzinfo=UTC)
+    inbox_id = store.inbox.record(msg, at, public_url="https://x.example/bot")
+    assert inbox_id is not None
+    (row,) = store.messages.all("inbound")
+    assert row["body"] == msg.body and row["created_at"] == at
+    assert row["media"] == [
+        {"url": m.url, "content_type": m.content_type} for m in msg.media
+    ]
+    assert (row["num_segments"], row["status"]) == (1, "received")
+    (item,) = store.inbox.rows()
+    assert (
+        item["params"] == dict(msg.params) and item["params"]["FromCity"] == "MÜNCHEN"
+    )
+    assert item["created_at"] == item["next_attempt_at"] == at
+    assert item["public_url"] == "https://x.example/bot"
+    assert (item["status"], item["attempts"], item["claimed_by"]) == (
+        "pending",
+        0,
+        None,
+    )
+    # and the worker gets the very message back
+    (claimed,) = store.inbox.claim(at, limit=5, worker_id="w", lease=LEASE)
+    assert claimed.msg == msg and claimed.public_url == "https://x.example/bot"

@@ -22,6 +22,7 @@ prefix (dropped, as in the RFC 3966 form ``tel:+1-415-555-0100``).
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -268,6 +269,14 @@ def normalize(raw: str, region: str | None = None) -> str:
     region = _default_region if region is None else _check_region(region)
     if not isinstance(raw, str):
         raise InvalidPhoneNumber(raw, f"it must be a string, not {type(raw).__name__}")
+    return _normalize(raw, region)
+
+
+# A webhook normalizes the bot's own number and a contact's on every message;
+# both repeat. The answer depends on nothing but the two arguments (failures
+# raise, so they are never cached).
+@functools.lru_cache(maxsize=4096)
+def _normalize(raw: str, region: str) -> str:
     is_whatsapp, text = _split_prefix(raw, _WHATSAPP)
     if not is_whatsapp:
         _, text = _split_prefix(raw, _TEL)

@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from textwire.errors import StorageError
 
-__all__ = ["Database", "normalize_database_url"]
+__all__ = ["Database", "Prepared", "normalize_database_url"]
 
 logger = logging.getLogger("textwire.storage")
 
@@ -136,6 +136,72 @@ class Database:
                 f"database at revision {current or 'none'}, code expects {head}: "
                 "run `textwire db upgrade`"
             )
+
+
+class Prepared:
+    """A Core statement compiled once, run on the driver's own cursor.
+
+    For the webhook's insert, which every inbound message pays for: the
+    statement is SQLAlchemy's (its SQL and each value's conversion come from
+    the compiled statement and the column types), but each execution skips
+    the per-call compile-cache lookup, parameter construction and result
+    wrapping — about half the time the insert takes. Use it inside a
+    :meth:`Database.begin` transaction.
+    """
+
+    def __init__(self, statement: Any, engine: Engine) -> None:
+        dialect = engine.dialect
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self.positional = bool(compiled.positional)
+        self.names: list[str] = (
+            list(compiled.positiontup or ())
+            if self.positional
+            else list(compiled.binds)
+        )
+        self._fixed: dict[str, Any] = {}
+        self._convert: dict[str, Any] = {}
+        for name in self.names:
+            bind = compiled.binds[name]
+            if bind.value is not None and bind.callable is None:
+                self._fixed[name] = bind.value  # a literal in the statement
+            self._convert[name] = bind.type.dialect_impl(dialect).bind_processor(
+                dialect
+            )
+        self._dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
+
+    def parameters(self, values: dict[str, Any]) -> Any:
+        """The driver's parameters for ``values`` (tuple or dict, converted)."""
+        converted: dict[str, Any] = {}
+        for name in self.names:
+            value = values[name] if name in values else self._fixed[name]
+            convert = self._convert[name]
+            converted[name] = convert(value) if convert is not None else value
+        if self.positional:
+            return tuple(converted[name] for name in self.names)
+        return converted
+
+    def first(self, conn: Connection, values: dict[str, Any]) -> Any:
+        """Execute in ``conn``'s transaction; the first row's first column
+        (``None`` when no row came back).
+
+        Raises:
+            StorageError: the driver failed (the connection is discarded).
+        """
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        cursor = raw.cursor()
+        try:
+            cursor.execute(self.sql, self.parameters(values))
+            row = cursor.fetchone()
+        except self._dbapi_error as exc:
+            # SQLAlchemy never saw this error: drop the connection ourselves
+            # (it may be a dead one after a server restart).
+            conn.invalidate()
+            raise StorageError(f"database error: {exc.__class__.__name__}") from exc
+        finally:
+            cursor.close()
+        return row[0] if row else None
 
 
 def _make_engine(url: str) -> Engine:

@@ -34,7 +34,7 @@ from textwire.conversation import ConversationKey, StateRecord, apply_state_chan
 from textwire.messages import Inbound, Media
 
 from .contacts import SqlContacts
-from .engine import Database
+from .engine import Database, Prepared
 from .outbox import NewMessage, SqlOutbox
 from .schema import Contact, InboxItem, Message
 from .state import SqlStates
@@ -99,6 +99,9 @@ class SqlInbox:
         )
         self._insert_message = insert_message.returning(_messages.c.id)
         self._record_pg = _one_statement_record(insert_message)
+        # The webhook's statements, on the driver's cursor (see Prepared).
+        self._fast_pg = Prepared(self._record_pg, db.engine)
+        self._fast_message = Prepared(self._insert_message, db.engine)
         self._insert_inbox = (
             db.insert(_inbox)
             .values(
@@ -115,6 +118,7 @@ class SqlInbox:
             )
             .returning(_inbox.c.id)
         )
+        self._fast_inbox = Prepared(self._insert_inbox, db.engine)
         self._done = (
             update(_inbox)
             .where(
@@ -170,18 +174,13 @@ class SqlInbox:
         }
         with self.db.begin() as conn:
             if self.db.dialect == "postgresql":
-                inbox_id: int | None = conn.execute(
-                    self._record_pg, values
-                ).scalar_one_or_none()
+                inbox_id: int | None = self._fast_pg.first(conn, values)
                 return inbox_id
-            message_id = conn.execute(self._insert_message, values).scalar_one_or_none()
+            message_id = self._fast_message.first(conn, values)
             if message_id is None:
                 return None
-            return int(
-                conn.execute(
-                    self._insert_inbox, {**values, "message_id": message_id}
-                ).scalar_one()
-            )
+            values["message_id"] = message_id
+            return int(self._fast_inbox.first(conn, values))
 
     # -- the worker ------------------------------------------------------------
 
