@@ -2,10 +2,7 @@
 
 Environment (all optional):
 
-* ``BENCH_ONLY=inbound,outbound,reply``: run only these parts;
-* ``BENCH_EXPERIMENTS=name,…``: patch proposed fixes into the processes
-  under test (``bench/experiments/sitecustomize.py``); results then go to
-  ``results/experiments.{md,json}``;
+* ``BENCH_ONLY=inbound,slowbot,outbound,reply``: run only these parts;
 * ``BENCH_QUIET_LIMIT``, ``BENCH_QUIET_WAIT`` (0.10, 120 s): before starting,
   wait up to that long for other work on the machine to drop below that
   share of the cores; ``BENCH_QUIET_BUDGET`` (180 s): how long in all to
@@ -15,6 +12,11 @@ Environment (all optional):
 * ``BENCH_PG_ADMIN_URL`` (``postgresql://postgres@127.0.0.1:5432/test``),
   used only to drop and create the ``BENCH_PG_DB`` database
   (``textwire_bench``).
+
+Parts: ``inbound`` (the webhook under gunicorn against the quickstart app),
+``slowbot`` (64 webhooks to a bot whose handler takes a second),
+``outbound`` (the worker at the sender's ceiling), ``reply`` (webhook to
+``messages.create`` latency, and memory).
 """
 
 from __future__ import annotations
@@ -28,14 +30,13 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import inbound, outbound, reply
+from bench import inbound, outbound, reply, slowbot
 from bench.common import (
     RESULTS,
     Config,
     Quiet,
     drop_pg_database,
     env_float,
-    experiments,
     machine,
     processes,
     source_state,
@@ -43,7 +44,7 @@ from bench.common import (
 )
 from bench.report import markdown
 
-PARTS = ("inbound", "outbound", "reply")
+PARTS = ("inbound", "slowbot", "outbound", "reply")
 
 
 def command() -> str:
@@ -70,7 +71,6 @@ def main() -> int:
     results: dict[str, Any] = {
         "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command(),
-        "experiments": experiments(),
         "machine": machine(),
         "source": source_state(),
         "other_load_before": before,
@@ -78,7 +78,12 @@ def main() -> int:
             field.name: getattr(cfg, field.name) for field in dataclasses.fields(cfg)
         },
     }
-    runners = {"inbound": inbound.run, "outbound": outbound.run, "reply": reply.run}
+    runners = {
+        "inbound": inbound.run,
+        "slowbot": slowbot.run,
+        "outbound": outbound.run,
+        "reply": reply.run,
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     try:
         with processes() as procs:
@@ -92,12 +97,11 @@ def main() -> int:
                     flush=True,
                 )
     finally:
-        if "inbound" in parts or "outbound" in parts:
+        if parts:
             drop_pg_database()
     results["seconds"] = time.time() - started
     results["redone_measurements"] = quiet.redone
-    # Patched runs never overwrite the measurement of textwire as it is.
-    name = "experiments" if results["experiments"] else "latest"
+    name = "latest"
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     if all(part in results for part in PARTS):
         text = markdown(results)

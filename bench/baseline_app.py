@@ -11,6 +11,7 @@ No database, no dedupe, no outbox: what users would otherwise write.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -53,3 +54,23 @@ def sms_reply() -> str:
     msg.media(f"{base}/media/logo.png")
     msg.media(f"{base}/media/helpdesk.png")
     return str(resp)
+
+
+# The same bot whose handler takes a second (a model or API call), for
+# bench/slowbot.py: ``waitress-serve bench.baseline_app:slow_app``.
+slow_app = Flask(__name__ + ".slow")
+
+
+@slow_app.route("/twilio/sms", methods=["POST"])
+@validate_twilio_request
+def slow_reply() -> str:
+    """Think for a second, then answer in TwiML."""
+    time.sleep(1.0)  # the simulated model call
+    resp = MessagingResponse()
+    resp.message(f"Thought about {request.form.get('Body', '')!r} for a second.")
+    return str(resp)
+
+
+@slow_app.get("/")
+def slow_home() -> str:
+    return "ok"

@@ -34,12 +34,6 @@ PG_ADMIN_URL = os.environ.get(
 PG_BENCH_DB = os.environ.get("BENCH_PG_DB", "textwire_bench")
 
 
-def experiments() -> list[str]:
-    """The patches named by ``BENCH_EXPERIMENTS`` (see bench/experiments/)."""
-    raw = os.environ.get("BENCH_EXPERIMENTS", "")
-    return sorted({name.strip() for name in raw.split(",") if name.strip()})
-
-
 def env_float(name: str, default: float) -> float:
     raw = os.environ.get(name, "").strip()
     return float(raw) if raw else default
@@ -74,11 +68,10 @@ class Config:
     # 0: ten seconds' worth at the ceiling
     outbound_messages: int = env_int("BENCH_OUTBOUND_MESSAGES", 0)
     outbound_timeout: float = env_float("BENCH_OUTBOUND_TIMEOUT", 40.0)
-    # The send worker's knobs for a sender paced at the ceiling (the shipped
-    # defaults, 4 and 20, are measured too, on ``default_messages`` rows)
+    # Fixed send knobs for ``python -m bench.profile worker`` (the bench
+    # itself measures the shipped defaults)
     worker_concurrency: int = env_int("BENCH_WORKER_CONCURRENCY", 32)
     worker_batch: int = env_int("BENCH_WORKER_BATCH", 32)
-    default_messages: int = env_int("BENCH_DEFAULT_MESSAGES", 400)
     loop_messages: int = env_int("BENCH_LOOP_MESSAGES", 30)
     idle_messages: int = env_int("BENCH_IDLE_MESSAGES", 40)
     # Open-loop loads on `textwire run` (messages/s), each for load_seconds
@@ -139,9 +132,6 @@ class Procs:
         # importable through PYTHONPATH.
         full_env = dict(os.environ)
         full_env["PYTHONPATH"] = str(ROOT)
-        if experiments():
-            # bench/experiments/sitecustomize.py patches the process at start-up
-            full_env["PYTHONPATH"] = f"{BENCH / 'experiments'}{os.pathsep}{ROOT}"
         full_env.update(env or {})
         proc = subprocess.Popen(
             list(args), env=full_env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT

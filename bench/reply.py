@@ -3,7 +3,11 @@
 Reply latency: from the moment a signed ``help`` webhook is posted to the
 moment the reply's ``messages.create`` reaches the emulator (its arrival,
 before the emulator's 100 ms latency), per message, matched by the phone
-number (every message comes from its own phone).
+number (every message comes from its own phone). Two layouts: ``textwire
+run`` on SQLite (web and worker in one process), and on PostgreSQL the web
+side alone (``textwire run --no-worker``) with two ``textwire worker``
+processes, woken by LISTEN/NOTIFY. Shipped defaults, with the sender's rate
+limit at the ceiling (``BENCH_RATE_CEILING``) so pacing is not measured.
 
 * idle: one message at a time, waiting for its reply before the next;
 * under load: open-loop streams at each of ``BENCH_LOAD_RPS`` messages/s
@@ -31,13 +35,15 @@ from bench.common import (
     Quiet,
     free_port,
     fresh_sqlite,
+    migrate,
     percentile,
+    reset_pg_database,
     status_kb,
     textwire_env,
     tree,
     wait_http,
 )
-from bench.outbound import Emulator
+from bench.outbound import Emulator, wait_log
 from bench.webhooks import Signer
 
 
@@ -226,55 +232,100 @@ def baseline_memory(cfg: Config, procs: Procs) -> dict[str, Any]:
     }
 
 
-def run(cfg: Config, procs: Procs, quiet: Quiet) -> dict[str, Any]:
-    """Reply latency and memory (``quiet`` is not used to redo anything here:
-    the memory readings follow one process through the whole sequence)."""
-    emulator = Emulator(procs, cfg.latency)
+def serve(
+    cfg: Config, procs: Procs, emulator: Emulator, database: str
+) -> tuple[int, list[Any], Any]:
+    """Start the layout for ``database``: ``textwire run`` on SQLite; on
+    PostgreSQL the web side alone and two ``textwire worker`` processes.
+    Returns the web port, every process, and the web process."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    database_url = fresh_sqlite("reply.db")
+    if database == "sqlite":
+        database_url = fresh_sqlite("reply.db")
+    else:
+        database_url = reset_pg_database()
+        migrate(database_url)
     env = textwire_env(
         database_url,
         base,
         TEXTWIRE_TWILIO_API_URL=emulator.url,
         TEXTWIRE_RATE_LIMIT_MPS=f"{cfg.ceiling:g}",
-        TEXTWIRE_WORKER_CONCURRENCY=str(cfg.worker_concurrency),
-        TEXTWIRE_WORKER_BATCH_SIZE=str(cfg.worker_batch),
     )
-    app = procs.start(
-        [str(VENV_BIN / "textwire"), "run", "--port", str(port)],
-        env=env,
-        log="reply-textwire-run.log",
-    )
+    textwire = str(VENV_BIN / "textwire")
+    if database == "sqlite":
+        web = procs.start(
+            [textwire, "run", "--port", str(port)], env=env, log="reply-sqlite.log"
+        )
+        started = [web]
+    else:
+        web = procs.start(
+            [textwire, "run", "--no-worker", "--port", str(port)],
+            env=env,
+            log="reply-pg-web.log",
+        )
+        started = [web]
+        for i in range(2):
+            worker = procs.start(
+                [textwire, "worker"], env=env, log=f"reply-pg-worker-{i}.log"
+            )
+            wait_log(procs.logs[-1], "textwire worker", worker)
+            started.append(worker)
+    wait_http(base + "/healthz", proc=web)
+    return port, started, web
+
+
+def latency(
+    cfg: Config, procs: Procs, emulator: Emulator, database: str
+) -> dict[str, Any]:
+    """Idle and open-loop reply latency of one layout (and, on SQLite, the
+    memory of the one ``textwire run`` process)."""
+    port, started, web = serve(cfg, procs, emulator, database)
+    pids = [p.pid for p in started] + [emulator.proc.pid]
     try:
-        wait_http(base + "/healthz", proc=app)
-        signer = Signer(base + "/twilio/sms", phones=80_000)
+        signer = Signer(f"http://127.0.0.1:{port}/twilio/sms", phones=80_000)
         time.sleep(2)
-        rss_start = memory(app.pid)
-        meter = Meter([app.pid, emulator.proc.pid])
+        rss_start = memory(web.pid)
+        meter = Meter(pids, postgres=database == "postgresql")
         idle_result = idle(signer, Poster(port), emulator, cfg.idle_messages)
         idle_result["other_load_share"] = meter.stop()["other_share"]
-        rss_idle = memory(app.pid)
+        rss_idle = memory(web.pid)
         loads = []
         for rps in cfg.load_rps:
-            meter = Meter([app.pid, emulator.proc.pid])
+            meter = Meter(pids, postgres=database == "postgresql")
             result = under_load(signer, port, emulator, rps, cfg.load_seconds)
             cpu = meter.stop()
             result["other_load_share"] = cpu["other_share"]
             result["machine_busy"] = cpu["machine_busy"]
             loads.append(result)
-        rss_load = memory(app.pid)
+        rss_load = memory(web.pid)
     finally:
-        procs.stop(app)
-        procs.stop(emulator.proc)
+        for proc in started:
+            procs.stop(proc)
+    layout = (
+        "textwire run (waitress, 8 threads, in-process worker), SQLite"
+        if database == "sqlite"
+        else "textwire run --no-worker + 2 textwire worker processes, PostgreSQL"
+    )
     return {
-        "server": "textwire run (waitress, 8 threads, in-process worker), SQLite",
-        "worker_settings": {
-            "TEXTWIRE_WORKER_CONCURRENCY": cfg.worker_concurrency,
-            "TEXTWIRE_WORKER_BATCH_SIZE": cfg.worker_batch,
-        },
+        "server": layout,
         "idle": idle_result,
         "load": loads,
         "memory": {"started": rss_start, "idle": rss_idle, "after_load": rss_load},
+    }
+
+
+def run(cfg: Config, procs: Procs, quiet: Quiet) -> dict[str, Any]:
+    """Reply latency on both layouts, memory, the quickstart's memory
+    (``quiet`` is not used to redo anything here: the memory readings follow
+    one process through the whole sequence)."""
+    emulator = Emulator(procs, cfg.latency)
+    try:
+        sqlite = latency(cfg, procs, emulator, "sqlite")
+        postgres = latency(cfg, procs, emulator, "postgresql")
+    finally:
+        procs.stop(emulator.proc)
+    return {
+        **sqlite,
+        "postgresql": postgres,
         "baseline_memory": baseline_memory(cfg, procs),
     }
