@@ -70,13 +70,15 @@ class SqlContacts:
         if not phones:
             return set()
         with self.db.read() as conn:
-            rows = conn.execute(
-                select(_table.c.phone).where(
-                    _table.c.phone.in_(set(phones)), _table.c.opted_out.is_(True)
-                )
-            )
+            rows = conn.execute(_OPTED_OUT_AMONG, {"b_phones": sorted(set(phones))})
             return set(rows.scalars())
 
     def is_opted_out(self, phone: str) -> bool:
         with self.db.read() as conn:
             return bool(conn.execute(self._opted, {"phone": phone}).scalar())
+
+
+_OPTED_OUT_AMONG = select(_table.c.phone).where(
+    _table.c.phone.in_(bindparam("b_phones", expanding=True)),
+    _table.c.opted_out.is_(True),
+)

@@ -7,11 +7,12 @@ Status callbacks land here: a status only moves forward
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, case, select, update
+from sqlalchemy import Connection, String, Table, case, literal_column, select, update
 
 from textwire import status as statuses
 from textwire.codes import means_opted_out
@@ -27,11 +28,27 @@ _table = cast(Table, Message.__table__)
 
 def advance_status_values(new: str) -> Any:
     """The SQL value that moves ``messages.status`` to ``new`` if that is
-    forward (``textwire.status``), else keeps it: one UPDATE, no read."""
+    forward (``textwire.status``), else keeps it: one UPDATE, no read.
+
+    The statuses are written into the SQL (no parameters): they are
+    ``textwire.status``'s own names, so the statement can be prepared once
+    per status; anything else keeps the column as it is.
+    """
     lower = statuses.lower_than(new)
     if not lower:
         return _table.c.status
-    return case((_table.c.status.in_(lower), new), else_=_table.c.status)
+
+    def named(status: str) -> Any:
+        assert _STATUS_NAME.fullmatch(status), status
+        return literal_column(f"'{status}'", String)
+
+    return case(
+        (_table.c.status.in_([named(s) for s in lower]), named(new)),
+        else_=_table.c.status,
+    )
+
+
+_STATUS_NAME = re.compile(r"[a-z_]+")
 
 
 class SqlMessages:

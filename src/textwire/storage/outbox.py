@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     Connection,
+    Integer,
     Table,
     and_,
     bindparam,
@@ -30,10 +31,11 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased
 
+from textwire import status as statuses
 from textwire.errors import StorageError
 from textwire.messages import segment_info
 
-from .engine import Database
+from .engine import Database, Prepared
 from .messages import advance_status_values
 from .ratelimits import SqlRateLimits
 from .schema import Message, OutboxItem
@@ -44,6 +46,7 @@ __all__ = [
     "ClaimedItem",
     "NewMessage",
     "RatePlan",
+    "SentResult",
     "SqlOutbox",
 ]
 
@@ -92,6 +95,16 @@ class ClaimedItem:
     created_at: datetime
     segments: int = 1
     slot: float | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SentResult:
+    """What Twilio answered for a claimed row it accepted."""
+
+    item: ClaimedItem
+    sid: str
+    status: str
+    num_segments: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -161,6 +174,9 @@ class SqlOutbox:
                 updated_at=bindparam("now"),
             )
         )
+        self._fast_sent_outbox = Prepared(self._mark_sent_outbox, db.engine)
+        self._due_statements: dict[bool, Any] = {}
+        self._sent_messages: dict[str, Prepared] = {}
 
     # -- writing -------------------------------------------------------------
 
@@ -259,16 +275,18 @@ class SqlOutbox:
         (``textwire send`` waits on its own rows, nothing else).
         """
         with self.db.begin() as conn:
-            candidates = conn.execute(self._due(now, limit, only)).all()
+            candidates = conn.execute(*self._due(now, limit, only)).all()
             if not candidates:
                 return []
             slots = self._slots(conn, candidates, now, rates)
             ids = [row.id for row in candidates if slots.get(row.id, 0.0) is not None]
-            rows = (
-                conn.execute(self._take(ids, now, worker_id, lease)).all()
-                if ids
-                else []
-            )
+            take = {
+                "b_ids": ids,
+                "b_now": now,
+                "b_worker": worker_id,
+                "b_lease_until": now + lease,
+            }
+            rows = conn.execute(_TAKE, take).all() if ids else []
         items = [
             ClaimedItem(
                 id=r.id,
@@ -291,32 +309,16 @@ class SqlOutbox:
         return items
 
     def _due(self, now: datetime, limit: int, only: Sequence[int] | None) -> Any:
-        earlier = aliased(OutboxItem)
-        blocked = exists().where(
-            earlier.to_number == OutboxItem.to_number,
-            earlier.id < OutboxItem.id,
-            earlier.status.in_(OPEN_OUTBOX),
-        )
-        due = or_(
-            and_(
-                OutboxItem.status.in_(("queued", "unknown")),
-                OutboxItem.next_attempt_at <= now,
-            ),
-            and_(OutboxItem.status == "sending", OutboxItem.lease_expires_at < now),
-        )
-        stmt = select(
-            OutboxItem.id,
-            OutboxItem.from_number,
-            OutboxItem.messaging_service_sid,
-            OutboxItem.segments,
-        ).where(due, ~blocked)
+        """The claim's SELECT and its parameters: built once, for all rows or
+        for given ids (``textwire send``)."""
+        key = only is not None
+        stmt = self._due_statements.get(key)
+        if stmt is None:
+            stmt = self._due_statements[key] = _due_statement(restricted=key)
+        params: dict[str, Any] = {"b_now": now, "b_limit": limit}
         if only is not None:
-            stmt = stmt.where(OutboxItem.id.in_(list(only)))
-        return (
-            stmt.order_by(OutboxItem.next_attempt_at, OutboxItem.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
+            params["b_only"] = list(only)
+        return stmt, params
 
     def _slots(
         self,
@@ -353,41 +355,6 @@ class SqlOutbox:
                     .values(next_attempt_at=datetime.fromtimestamp(free, UTC))
                 )
         return slots
-
-    def _take(
-        self, ids: Sequence[int], now: datetime, worker_id: str, lease: timedelta
-    ) -> Any:
-        return (
-            update(OutboxItem)
-            .where(OutboxItem.id.in_(list(ids)))
-            .values(
-                # A row that was "sending" or "unknown" may already be at Twilio.
-                reconcile=case(
-                    (OutboxItem.status.in_(("sending", "unknown")), True),
-                    else_=False,
-                ),
-                status="sending",
-                attempts=OutboxItem.attempts + 1,
-                claimed_by=worker_id,
-                lease_expires_at=now + lease,
-                first_attempt_at=func.coalesce(OutboxItem.first_attempt_at, now),
-                updated_at=now,
-            )
-            .returning(
-                OutboxItem.id,
-                OutboxItem.message_id,
-                OutboxItem.to_number,
-                OutboxItem.from_number,
-                OutboxItem.messaging_service_sid,
-                OutboxItem.body,
-                OutboxItem.media,
-                OutboxItem.attempts,
-                OutboxItem.reconcile,
-                OutboxItem.first_attempt_at,
-                OutboxItem.created_at,
-                OutboxItem.segments,
-            )
-        )
 
     def renew_lease(
         self, item: ClaimedItem, worker_id: str, *, now: datetime, lease: timedelta
@@ -456,30 +423,63 @@ class SqlOutbox:
         num_segments: int | None,
         now: datetime,
     ) -> bool:
-        """Record Twilio's SID and status: two statements, one transaction."""
+        """Record Twilio's SID and status: two prepared statements, one
+        transaction (the status advances in the same UPDATE as the SID)."""
+        sent = SentResult(item, sid, status, num_segments)
+        return self.mark_sent_many([sent], worker_id, now=now) == [True]
+
+    def mark_sent_many(
+        self, results: Sequence[SentResult], worker_id: str, *, now: datetime
+    ) -> list[bool]:
+        """:meth:`mark_sent` for several rows in one transaction (the worker
+        records the sends that finished together at once); for each, whether
+        it was still this worker's (a row another worker took over is left
+        alone)."""
+        recorded: list[bool] = []
         with self.db.begin() as conn:
-            done = conn.execute(
-                self._mark_sent_outbox,
-                {"item_id": item.id, "worker": worker_id, "b_sid": sid, "now": now},
-            )
-            if done.rowcount != 1:
-                logger.warning(
-                    "outbox %s was taken over by another worker; result dropped",
-                    item.id,
-                )
-                return False
+            for sent in results:
+                values = {
+                    "item_id": sent.item.id,
+                    "worker": worker_id,
+                    "b_sid": sent.sid,
+                    "now": now,
+                    "b_message_id": sent.item.message_id,
+                    "b_segments": sent.num_segments or None,
+                }
+                if self._fast_sent_outbox.run(conn, values) != 1:
+                    logger.warning(
+                        "outbox %s was taken over by another worker; result dropped",
+                        sent.item.id,
+                    )
+                    recorded.append(False)
+                    continue
+                self._sent_message(sent.status).run(conn, values)
+                recorded.append(True)
+        return recorded
+
+    def _sent_message(self, status: str) -> Prepared:
+        """The message's UPDATE for a send Twilio answered with ``status``
+        (one prepared statement per status: the status is part of its SQL)."""
+        known = status if statuses.rank(status) is not None else ""
+        prepared = self._sent_messages.get(known)
+        if prepared is None:
             values: dict[str, Any] = {
-                "sid": sid,
-                "sent_at": now,
-                "updated_at": now,
-                "status": advance_status_values(status),
+                "sid": bindparam("b_sid"),
+                "sent_at": bindparam("now"),
+                "updated_at": bindparam("now"),
+                "num_segments": func.coalesce(
+                    bindparam("b_segments", type_=Integer), _messages.c.num_segments
+                ),
             }
-            if num_segments:
-                values["num_segments"] = num_segments
-            conn.execute(
-                update(Message).where(Message.id == item.message_id).values(**values)
+            if known:
+                values["status"] = advance_status_values(known)
+            stmt = (
+                update(_messages)
+                .where(_messages.c.id == bindparam("b_message_id"))
+                .values(**values)
             )
-            return True
+            prepared = self._sent_messages[known] = Prepared(stmt, self.db.engine)
+        return prepared
 
     def mark_retry(
         self,
@@ -582,3 +582,74 @@ class SqlOutbox:
         except SQLAlchemyError as exc:
             raise StorageError(f"database error: {exc.__class__.__name__}") from exc
         return int(depth), oldest
+
+
+def _due_statement(*, restricted: bool) -> Any:
+    """Due rows, oldest first, skipping any behind an open earlier row to the
+    same phone; locked for the claim (``SKIP LOCKED`` on PostgreSQL)."""
+    earlier = aliased(OutboxItem)
+    blocked = exists().where(
+        earlier.to_number == OutboxItem.to_number,
+        earlier.id < OutboxItem.id,
+        earlier.status.in_(OPEN_OUTBOX),
+    )
+    now = bindparam("b_now", type_=_outbox.c.next_attempt_at.type)
+    due = or_(
+        and_(
+            OutboxItem.status.in_(("queued", "unknown")),
+            OutboxItem.next_attempt_at <= now,
+        ),
+        and_(OutboxItem.status == "sending", OutboxItem.lease_expires_at < now),
+    )
+    stmt = select(
+        OutboxItem.id,
+        OutboxItem.from_number,
+        OutboxItem.messaging_service_sid,
+        OutboxItem.segments,
+    ).where(due, ~blocked)
+    if restricted:
+        stmt = stmt.where(OutboxItem.id.in_(bindparam("b_only", expanding=True)))
+    return (
+        stmt.order_by(OutboxItem.next_attempt_at, OutboxItem.id)
+        .limit(bindparam("b_limit", type_=Integer))
+        .with_for_update(skip_locked=True)
+    )
+
+
+_TAKE = (
+    update(OutboxItem)
+    .where(OutboxItem.id.in_(bindparam("b_ids", expanding=True)))
+    .values(
+        # A row that was "sending" or "unknown" may already be at Twilio.
+        reconcile=case(
+            (OutboxItem.status.in_(("sending", "unknown")), True),
+            else_=False,
+        ),
+        status="sending",
+        attempts=OutboxItem.attempts + 1,
+        claimed_by=bindparam("b_worker"),
+        lease_expires_at=bindparam(
+            "b_lease_until", type_=_outbox.c.lease_expires_at.type
+        ),
+        first_attempt_at=func.coalesce(
+            OutboxItem.first_attempt_at,
+            bindparam("b_now", type_=_outbox.c.first_attempt_at.type),
+        ),
+        updated_at=bindparam("b_now", type_=_outbox.c.updated_at.type),
+    )
+    .returning(
+        OutboxItem.id,
+        OutboxItem.message_id,
+        OutboxItem.to_number,
+        OutboxItem.from_number,
+        OutboxItem.messaging_service_sid,
+        OutboxItem.body,
+        OutboxItem.media,
+        OutboxItem.attempts,
+        OutboxItem.reconcile,
+        OutboxItem.first_attempt_at,
+        OutboxItem.created_at,
+        OutboxItem.segments,
+    )
+)
+"""The claim's UPDATE: the chosen rows become this worker's, for its lease."""

@@ -22,6 +22,7 @@ import email.utils
 import json
 import logging
 import math
+import os
 import socket
 import threading
 from collections.abc import Iterator, Mapping
@@ -82,6 +83,14 @@ _FIND_LIMIT = 200
 _NO_ENVIRONMENT = {"TEXTWIRE_TWILIO_ENVIRONMENT": "ignored"}
 
 
+def _ca_bundle() -> str | bool:
+    """The CA bundle requests would use: REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE
+    when set (its own convention), else its default."""
+    return (
+        os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    )
+
+
 class _RecordingHttpClient(TwilioHttpClient):  # type: ignore[misc]  # no stubs
     """TwilioHttpClient that remembers, per thread, the last response's headers.
 
@@ -89,9 +98,19 @@ class _RecordingHttpClient(TwilioHttpClient):  # type: ignore[misc]  # no stubs
     ``_test_only_last_response`` is shared by all threads.
     """
 
-    def __init__(self, *, timeout: float, pool_size: int = 10) -> None:
+    def __init__(
+        self, *, timeout: float, pool_size: int = 10, api_url: str | None = None
+    ) -> None:
         super().__init__(timeout=timeout)
         self._local = threading.local()
+        if api_url is not None:
+            # requests looks up proxy and CA-bundle variables in the process
+            # environment on every request (a tenth of a send's CPU). Every
+            # request goes to api_url: look them up once, for that host, as
+            # requests would (no_proxy included).
+            self.session.trust_env = False
+            self.session.proxies = requests.utils.get_environ_proxies(api_url)
+            self.session.verify = _ca_bundle()
         # Keep a connection per sending thread: the SDK's own https pool holds
         # min(32, CPUs + 4), and a thread finding it full opens (TLS
         # handshake) and discards a connection for every message.
@@ -152,7 +171,7 @@ def build_client(
     no edge, no TWILIO_* from the process environment), and its HTTP client
     (``last_header("Date")`` …; ``close()`` it when done). ``pool_size``: how
     many connections to keep open, at least one per thread sending at once."""
-    http = _RecordingHttpClient(timeout=timeout, pool_size=pool_size)
+    http = _RecordingHttpClient(timeout=timeout, pool_size=pool_size, api_url=api_url)
     client = Client(
         account_sid, auth_token, http_client=http, environment=_NO_ENVIRONMENT
     )

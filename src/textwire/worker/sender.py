@@ -28,7 +28,7 @@ from textwire.errors import (
 from textwire.media import probe_media
 from textwire.phone import mask
 from textwire.ratelimit import send_cost, sender_ceiling
-from textwire.storage.outbox import RatePlan
+from textwire.storage.outbox import RatePlan, SentResult
 from textwire.storage.sql import ClaimedItem, SqlStore
 from textwire.transports.base import OutboundMessage, SentRecord, Transport
 from textwire.worker.backoff import compute_backoff
@@ -123,6 +123,10 @@ class SendWorker:
         self._done = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        # Sends waiting to be recorded together (see _record).
+        self._recording = threading.Lock()
+        self._to_record: list[SentResult] = []
+        self._recorder_busy = False
 
     # -- running -------------------------------------------------------------
 
@@ -398,25 +402,61 @@ class SendWorker:
         elapsed = time.perf_counter() - started
         metrics.SEND_DURATION.observe(elapsed)
         self._observe(elapsed)
-        self.store.outbox.mark_sent(
-            item,
-            self.worker_id,
-            sid=receipt.sid,
-            status=receipt.status,
-            num_segments=receipt.num_segments,
-            now=now or datetime.now(UTC),
+        self._record(
+            SentResult(item, receipt.sid, receipt.status, receipt.num_segments), now
         )
-        # Counted after the row is marked: a worker killed before that leaves
-        # the row to reconciliation, which counts it as found instead.
-        metrics.count_send("sent")
-        logger.info(
-            "outbox %s sent sid=%s to=%s status=%s attempt=%d",
-            item.id,
-            receipt.sid,
-            mask(item.to),
-            receipt.status,
-            item.attempts,
-        )
+
+    def _record(self, sent: SentResult, now: datetime | None) -> None:
+        """Mark ``sent`` in the database, together with the other sends that
+        finished meanwhile: the first thread to arrive commits for everyone
+        waiting (one transaction, one connection), the others leave theirs
+        to it. The caller returns once its row is committed or handed over;
+        every row handed over is committed before the committing thread
+        returns, and a lost commit leaves the rows to reconciliation."""
+        with self._recording:
+            self._to_record.append(sent)
+            if self._recorder_busy:
+                return
+            self._recorder_busy = True
+        try:
+            while True:
+                with self._recording:
+                    batch, self._to_record = self._to_record, []
+                    if not batch:
+                        self._recorder_busy = False
+                        return
+                self._commit_sent(batch, now)
+        except BaseException:
+            with self._recording:
+                self._recorder_busy = False
+            raise
+
+    def _commit_sent(self, batch: list[SentResult], now: datetime | None) -> None:
+        try:
+            recorded = self.store.outbox.mark_sent_many(
+                batch, self.worker_id, now=now or datetime.now(UTC)
+            )
+        except StorageError:
+            # The rows stay "sending": once their lease runs out they are
+            # reconciled against Twilio's list and adopted, never resent.
+            logger.exception(
+                "recording %d sent rows failed; they are reconciled later", len(batch)
+            )
+            return
+        for sent, done in zip(batch, recorded, strict=True):
+            if not done:
+                continue
+            # Counted after the row is marked: a worker killed before that
+            # leaves the row to reconciliation, which counts it as found.
+            metrics.count_send("sent")
+            logger.info(
+                "outbox %s sent sid=%s to=%s status=%s attempt=%d",
+                sent.item.id,
+                sent.sid,
+                mask(sent.item.to),
+                sent.status,
+                sent.item.attempts,
+            )
 
     def _pace(self, item: ClaimedItem, now: datetime | None) -> None:
         """Wait for the slot the claim reserved against the sender's rate limit."""
