@@ -79,10 +79,15 @@ def test_create_answers_twilio_message_resource(
     )
 
 
-def test_segments_come_from_the_project_segment_math(twilio_client: Client) -> None:
+def test_num_segments_as_twilio_counts_them(twilio_client: Client) -> None:
     assert create(twilio_client, body="a" * 161).num_segments == "2"
     assert create(twilio_client, body="Hi 😀").num_segments == "1"
     assert create(twilio_client, body="😀" * 36).num_segments == "2"
+    # A skin-toned thumb at the boundary moves whole: 65 | 4+63 | 2.
+    body = (
+        "a" * 65 + "\N{THUMBS UP SIGN}\N{EMOJI MODIFIER FITZPATRICK TYPE-4}" + "a" * 65
+    )
+    assert create(twilio_client, body=body).num_segments == "3"
 
 
 def test_create_with_media_is_an_mm_message_with_media_resources(

@@ -22,8 +22,9 @@ from tests.sandbox.browser_fixtures import (
     tiny_png,
 )
 from textwire.sandbox.app import Sandbox, create_sandbox
-from textwire.sandbox.page import MAX_PICTURE_BYTES, sniff_image, twilio_length
-from textwire.sandbox.state import EmMessage, new_sid
+from textwire.sandbox.page import MAX_PICTURE_BYTES, sniff_image
+from textwire.sandbox.rules import new_sid
+from textwire.sandbox.state import EmMessage
 
 
 @pytest.fixture
@@ -122,7 +123,7 @@ def test_static_files_are_shipped() -> None:
         ("Café ☕ 😀", "UCS-2", 9, 1, 70, ["☕", "😀"]),
     ],
 )
-def test_segments_use_the_projects_own_math(
+def test_segments_are_counted_by_twilios_rules(
     client: FlaskClient,
     body: str,
     encoding: str,
@@ -146,10 +147,6 @@ def test_segments_flag_a_body_over_1600(client: FlaskClient) -> None:
     ).get_json()
     assert data["length"] == 1602
     assert data["too_long"] is True
-
-
-def test_twilio_length_counts_an_emoji_twice() -> None:
-    assert twilio_length("a😀") == 3
 
 
 # -- phones and threads ----------------------------------------------------------

@@ -9,6 +9,13 @@ as one Flask app on one port.
     ...
     server.stop()                         # all of it, in order
 
+This module is where the emulator meets the bot: it is the one module of
+``textwire.sandbox`` that imports textwire's core (the bot, its settings,
+storage, transport and worker, and the error advice of ``textwire.codes``
+for the page). The emulator proper (``rules``, ``api``, ``carrier``,
+``state``, ``page``) imports none of it, so it checks the bot against
+Twilio's rules and not against the bot's own code.
+
 The bot runs exactly as in production: its real ``TwilioTransport`` talks HTTP
 to the emulator's REST API on the same server (``/2010-04-01/...``), the
 simulated carrier posts Twilio-signed webhooks to ``/twilio/sms`` and status
@@ -26,6 +33,7 @@ from collections.abc import Sequence
 from flask import Flask, Response, jsonify
 
 from textwire.bot import Bot
+from textwire.codes import describe
 from textwire.config import Settings
 from textwire.errors import ConfigError, InvalidPhoneNumber
 from textwire.phone import normalize
@@ -287,7 +295,7 @@ def create_sandbox(
         owned.sms_method = "POST"
         bot_name = bot.name
 
-    page = PageConfig(number=number, url=url, bot_name=bot_name)
+    page = PageConfig(number=number, url=url, bot_name=bot_name, explain=describe)
     app.register_blueprint(create_api_blueprint(state, carrier, faults))
     app.register_blueprint(create_page_blueprint(state, carrier, page))
     app.extensions["textwire.sandbox"] = state

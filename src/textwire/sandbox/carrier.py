@@ -21,6 +21,9 @@ through :meth:`Carrier.run_due`, for tests):
 
 A webhook that fails is logged with what to check, because the person reading
 the log is usually testing their own app against the emulator.
+
+Part of the emulator proper: it imports nothing from textwire's core (Twilio's
+facts come from :mod:`textwire.sandbox.rules`).
 """
 
 from __future__ import annotations
@@ -42,19 +45,14 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import requests
 from twilio.request_validator import RequestValidator
 
-from textwire import codes
-from textwire.errors import InvalidPhoneNumber
-from textwire.messages import MAX_MEDIA, segment_info
-from textwire.optout import classify
-from textwire.phone import mask, normalize, region_of
+from textwire.sandbox import rules
+from textwire.sandbox.rules import API_VERSION, MAX_MEDIA, new_sid
 from textwire.sandbox.state import (
-    API_VERSION,
     EmMedia,
     EmMessage,
     EmNumber,
     EmulatorState,
     VirtualPhone,
-    new_sid,
 )
 
 __all__ = ["Carrier", "guess_content_type"]
@@ -63,8 +61,6 @@ logger = logging.getLogger("textwire.sandbox.carrier")
 
 USER_AGENT = "TwilioProxy/1.1"
 """The User-Agent Twilio's webhook requests carry."""
-
-MMS_REGIONS = frozenset({"US", "CA"})
 
 # Error codes of the fates a virtual phone can have (VirtualPhone.fate).
 _FATE_CODES: Mapping[str, int] = {"undelivered": 30003, "failed": 30005}
@@ -271,7 +267,7 @@ class Carrier:
         """
         if phone is not None:
             return phone.mms
-        if region_of(message.to) in MMS_REGIONS:
+        if rules.mms_reaches(message.to):
             return True
         return message.messaging_service_sid is not None
 
@@ -298,7 +294,7 @@ class Carrier:
         return done
 
     def _apply(self, step: _Step) -> bool:
-        title = codes.CODES[step.error_code].title if step.error_code else None
+        title = rules.error_title(step.error_code) if step.error_code else None
         with self.state.lock:
             message = self.state.get_message(step.sid)
             if message is None or message.status in _TERMINAL:
@@ -344,7 +340,7 @@ class Carrier:
             "status callback %s of %s (to %s): your StatusCallback %s %s",
             status,
             message.sid,
-            mask(message.to),
+            _masked(message.to),
             _shown(url),
             _explain(answer, "StatusCallback", "POST"),
         )
@@ -378,14 +374,13 @@ class Carrier:
         with self.state.lock:
             sender = self.state.phones.get(phone)
         if sender is None:
-            raise ValueError(f"{mask(phone)} is not one of the sandbox's phones")
-        try:
-            to_e164 = normalize(to)
-        except InvalidPhoneNumber as exc:
-            raise ValueError(f"the number to text is not valid: {exc.reason}") from None
+            raise ValueError(f"{_masked(phone)} is not one of the sandbox's phones")
+        to_e164 = rules.read_number(to)
+        if to_e164 is None:
+            raise ValueError("the number to text is not valid: not a phone number")
         number = self.state.number_by_phone(to_e164)
         if number is None:
-            raise ValueError(f"{mask(to_e164)} is not one of the emulator's numbers")
+            raise ValueError(f"{_masked(to_e164)} is not one of the emulator's numbers")
         if not body and not files:
             raise ValueError("an empty message: give a text or a picture")
         if len(files) > MAX_MEDIA:
@@ -422,8 +417,8 @@ class Carrier:
         logger.info(
             "inbound %s from %s to %s",
             sid,
-            mask(sender.number),
-            mask(number.phone_number),
+            _masked(sender.number),
+            _masked(number.phone_number),
         )
 
         def job() -> None:
@@ -439,7 +434,7 @@ class Carrier:
 
     def _opt_keywords(self, sender: VirtualPhone, number: EmNumber, body: str) -> None:
         """STOP blocks sends from ``number`` to the phone; START lifts it."""
-        keyword = classify(body)
+        keyword = rules.opt_keyword(body)
         pair = (sender.number, number.phone_number)
         with self.state.lock:
             if keyword == "stop":
@@ -449,9 +444,9 @@ class Carrier:
         if keyword in ("stop", "start"):
             logger.info(
                 "%s texted %s: sends from %s to it are %s",
-                mask(sender.number),
+                _masked(sender.number),
                 body.strip().upper(),
-                mask(number.phone_number),
+                _masked(number.phone_number),
                 "blocked (21610)" if keyword == "stop" else "allowed again",
             )
 
@@ -472,13 +467,13 @@ class Carrier:
             "FromZip": "",
             "MessageSid": message.sid,
             "NumMedia": str(len(message.media)),
-            "NumSegments": str(segment_info(message.body).segments),
+            "NumSegments": str(rules.segments(message.body).count),
             "SmsMessageSid": message.sid,
             "SmsSid": message.sid,
             "SmsStatus": "received",
             "To": number.phone_number,
             "ToCity": "",
-            "ToCountry": region_of(number.phone_number) or "",
+            "ToCountry": rules.region_of(number.phone_number) or "",
             "ToState": "",
             "ToZip": "",
         }
@@ -499,13 +494,13 @@ class Carrier:
                 number.sms_fallback_url,
                 number.sms_fallback_method,
             )
-        who = f"inbound {message.sid} from {mask(message.from_)}"
+        who = f"inbound {message.sid} from {_masked(message.from_)}"
         if not url:
             logger.warning(
                 "%s: the number %s has no SmsUrl, so no webhook was sent; set it "
                 "with client.incoming_phone_numbers(sid).update(sms_url=...)",
                 who,
-                mask(number.phone_number),
+                _masked(number.phone_number),
             )
             return
         answer = self._send_signed(url, method, params)
@@ -584,18 +579,18 @@ class Carrier:
         urls = [u for u in urls if u][:MAX_MEDIA]
         if not body and not urls:
             return
-        try:
-            to = normalize(verb.get("to") or inbound.from_)
-            from_ = normalize(verb.get("from") or number.phone_number)
-        except InvalidPhoneNumber as exc:
+        to = rules.read_number(verb.get("to") or inbound.from_)
+        from_ = rules.read_number(verb.get("from") or number.phone_number)
+        if to is None or from_ is None:
             logger.warning(
-                "TwiML <Message> with an unusable number ignored: %s", exc.reason
+                "TwiML <Message> ignored: its %s is not a valid phone number",
+                "to" if to is None else "from",
             )
             return
         if (to, from_) in self.state.opted_out:
             logger.warning(
                 "TwiML <Message> to %s not sent: it texted STOP (Twilio error 21610)",
-                mask(to),
+                _masked(to),
             )
             return
         now = self.state.clock()
@@ -666,6 +661,15 @@ def guess_content_type(url: str) -> str:
     path = url.split("?", 1)[0].split("#", 1)[0]
     guessed, _ = mimetypes.guess_type(path)
     return guessed or "application/octet-stream"
+
+
+def _masked(number: str | None) -> str:
+    """A number for the log, its middle hidden: ``+1415***0199``."""
+    if not number:
+        return "-"
+    if len(number) <= 9:
+        return number[0] + "***" + number[-1]
+    return number[:5] + "***" + number[-4:]
 
 
 def _why(exc: requests.exceptions.ConnectionError) -> str:

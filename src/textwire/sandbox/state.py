@@ -3,6 +3,10 @@
 Everything the REST API, the simulated carrier and the phone page share lives
 in one ``EmulatorState``, guarded by one lock. Every change is published as an
 event (a plain dict) to subscribers, which is how the phone page updates live.
+
+Part of the emulator proper (with ``rules``, ``api``, ``carrier`` and
+``page``): it imports nothing from textwire's core; Twilio's facts come from
+:mod:`textwire.sandbox.rules`.
 """
 
 from __future__ import annotations
@@ -10,33 +14,22 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import queue
-import secrets
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
-from textwire.messages import segment_info
-from textwire.phone import region_of
+from textwire.sandbox.rules import API_VERSION, mms_reaches, new_sid, segments
 
 __all__ = [
-    "API_VERSION",
     "EmMedia",
     "EmMessage",
     "EmNumber",
     "EmulatorState",
     "VirtualPhone",
-    "new_sid",
     "rfc2822",
 ]
-
-API_VERSION = "2010-04-01"
-
-
-def new_sid(prefix: str) -> str:
-    """A Twilio-shaped SID: two letters and 32 hex digits."""
-    return prefix + secrets.token_hex(16)
 
 
 def rfc2822(value: datetime | None) -> str | None:
@@ -79,7 +72,7 @@ class EmMessage:
 
     @property
     def num_segments(self) -> int:
-        return segment_info(self.body).segments if self.body else 1
+        return segments(self.body).count
 
     def uri(self) -> str:
         return f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{self.sid}.json"
@@ -127,7 +120,7 @@ class EmMessage:
             "error_code": self.error_code,
             "error_message": self.error_message,
             "num_segments": self.num_segments,
-            "encoding": segment_info(self.body).encoding,
+            "encoding": segments(self.body).encoding,
             "date_created": self.date_created.isoformat(),
         }
 
@@ -168,7 +161,7 @@ class EmNumber:
         """
         mms = self.mms
         if mms is None:
-            mms = region_of(self.phone_number) in ("US", "CA")
+            mms = mms_reaches(self.phone_number)
         return {
             "account_sid": self.account_sid,
             "address_requirements": "none",
