@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -350,3 +352,48 @@ def test_config_endpoint(client: FlaskClient, box: Sandbox) -> None:
     assert config["api_url"] == box.url
     assert config["bot"] is None
     assert len(config["phones"]) == 6
+
+
+def test_config_names_the_sandboxs_messaging_service(
+    client: FlaskClient, box: Sandbox
+) -> None:
+    (service,) = client.get("/sandbox/api/config").get_json()["messaging_services"]
+    assert service in box.state.services
+    assert box.state.service_numbers(service) == [SANDBOX_NUMBER]
+    assert service in client.get("/").get_data(as_text=True)
+
+
+def test_the_service_sid_comes_from_the_settings(tmp_path: Path) -> None:
+    sid = "MG" + "ab" * 16
+    settings = sandbox_settings(tmp_path).replace(twilio_messaging_service_sid=sid)
+    sandbox = create_sandbox(settings, emulator_only=True, port=8124)
+    try:
+        assert list(sandbox.state.services) == [sid]
+    finally:
+        sandbox.stop()
+
+
+def test_a_converted_mms_shows_its_pictures_as_links(
+    client: FlaskClient, box: Sandbox
+) -> None:
+    # No MMS to Germany: Twilio's MMS Converter sends an SMS with a link.
+    berlin = "+4915123456789"
+    credentials = f"{box.state.account_sid}:{box.state.auth_token}"
+    auth = "Basic " + base64.b64encode(credentials.encode()).decode()
+    created = client.post(
+        f"/2010-04-01/Accounts/{box.state.account_sid}/Messages.json",
+        data={
+            "To": berlin,
+            "From": SANDBOX_NUMBER,
+            "Body": "the map",
+            "MediaUrl": "https://example.com/map.png",
+        },
+        headers={"Authorization": auth},
+    )
+    assert created.status_code == 201
+    box.carrier.run_due(datetime.now(UTC) + timedelta(hours=1))
+    (shown,) = client.get(messages_url(berlin)).get_json()["messages"]
+    assert (shown["status"], shown["converted"]) == ("delivered", True)
+    assert shown["media"] == [
+        {"url": "https://example.com/map.png", "content_type": "image/png"}
+    ]

@@ -37,6 +37,7 @@ from textwire.codes import describe
 from textwire.config import Settings
 from textwire.errors import ConfigError, InvalidPhoneNumber
 from textwire.phone import normalize
+from textwire.sandbox import rules
 from textwire.sandbox.api import Faults, create_api_blueprint
 from textwire.sandbox.carrier import Carrier
 from textwire.sandbox.page import PageConfig, create_page_blueprint
@@ -244,6 +245,7 @@ def create_sandbox(
     account_sid = settings.twilio_account_sid or "AC" + secrets.token_hex(16)
     auth_token = settings.twilio_auth_token or secrets.token_hex(16)
     number = _owned_number(settings)
+    service_sid = settings.twilio_messaging_service_sid
     settings = settings.replace(
         twilio_account_sid=account_sid,
         twilio_auth_token=auth_token,
@@ -257,6 +259,13 @@ def create_sandbox(
 
     state = EmulatorState(account_sid=account_sid, auth_token=auth_token)
     owned = state.add_number(number, "textwire sandbox")
+    # One Messaging Service with the number, for code that sends through one:
+    # TWILIO_MESSAGING_SERVICE_SID when set (the bot itself sends From).
+    state.add_service(
+        "textwire sandbox",
+        [owned],
+        sid=service_sid if service_sid and rules.is_service_sid(service_sid) else None,
+    )
     for phone in default_phones() if phones is None else phones:
         if phone.number != number:
             state.add_phone(phone)

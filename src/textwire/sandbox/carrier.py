@@ -240,36 +240,49 @@ class Carrier:
     def _fate(self, message: EmMessage) -> tuple[str, int | None]:
         with self.state.lock:
             phone = self.state.phones.get(message.to)
-        if message.media and not self._takes_mms(message, phone):
-            return "undelivered", _MMS_UNSUPPORTED
+        if message.media:
+            route = self._mms_route(message, phone)
+            if route == "refused":
+                return "undelivered", _MMS_UNSUPPORTED
+            if route == "converted":
+                with self.state.lock:
+                    message.mms_converted = True
         if phone is not None and phone.fate in _FATE_CODES:
             return phone.fate, _FATE_CODES[phone.fate]
         return "delivered", None
 
     @staticmethod
-    def _takes_mms(message: EmMessage, phone: VirtualPhone | None) -> bool:
-        """Whether media can reach ``message.to``.
+    def _mms_route(message: EmMessage, phone: VirtualPhone | None) -> str:
+        """How media reaches ``message.to``: ``"mms"``, ``"converted"`` or
+        ``"refused"``.
 
-        twilio-facts §2.3 (support.twilio.com article 223179808): "MMS messaging
-        can only be sent within the US and Canada … MMS messages sent
-        internationally will be converted to SMS text messages with a URL link
-        to the media"; the converter is a per-Messaging-Service flag
-        (``mms_converter``, OAI-MSG), and error 30011 is "MMS not supported by
-        the receiving phone number in this region" (outbound: the handset does
-        not support MMS or has it disabled).
-
-        Our reading: a virtual phone decides by its own ``mms`` flag (a handset
-        without MMS fails with 30011 whatever the route); any other number gets
-        MMS only in the US and Canada. Elsewhere a message sent through a
-        Messaging Service is converted (delivered, the emulator keeps its media
-        in the resource); without one it is accepted by the API and then ends
-        ``undelivered`` with 30011 in the status callbacks.
+        Twilio: "MMS messaging can only be sent within the US and Canada ...
+        MMS messages sent internationally will be converted to SMS text
+        messages with a URL link to the media" (support.twilio.com article
+        223179808). That is the MMS Converter, "enabled by default"; it can be
+        switched off account-wide or per Messaging Service, and then the API
+        answers HTTP 400 instead (article 223181248; twilio-facts §2.3). So
+        with or without a Messaging Service, media to a number outside the US
+        and Canada is delivered as an SMS with a link, under its MM SID. The
+        emulator's account keeps the converter on, as a new Twilio account has
+        it. Error 30011 ("MMS not supported by the receiving phone number in
+        this region") is left for a handset that does not take MMS: a virtual
+        phone with ``mms=False``.
         """
-        if phone is not None:
-            return phone.mms
-        if rules.mms_reaches(message.to):
-            return True
-        return message.messaging_service_sid is not None
+        if phone is not None and not phone.mms:
+            return "refused"
+        return "mms" if rules.mms_reaches(message.to) else "converted"
+
+    def _pick_sender(self, message: EmMessage) -> str | None:
+        """The sender a Messaging Service chooses from its pool: a number of
+        the recipient's country when it has one (Twilio's Country Code
+        Geomatch), else its first number."""
+        pool = self.state.service_numbers(message.messaging_service_sid or "")
+        if not pool:
+            return None
+        country = rules.region_of(message.to)
+        same = [n for n in pool if rules.region_of(n) == country]
+        return (same or pool)[0]
 
     def run_due(self, now: datetime | None = None) -> int:
         """Perform every status change due at ``now``, in order; return how many.
@@ -299,6 +312,9 @@ class Carrier:
             message = self.state.get_message(step.sid)
             if message is None or message.status in _TERMINAL:
                 return False
+            if message.from_ is None:
+                # Leaving ``accepted``: the Messaging Service picks the sender.
+                message.from_ = self._pick_sender(message)
             updated = self.state.set_status(
                 step.sid, step.status, error_code=step.error_code, error_message=title
             )
@@ -315,7 +331,7 @@ class Carrier:
         params = {
             "AccountSid": message.account_sid,
             "ApiVersion": API_VERSION,
-            "From": message.from_,
+            "From": message.from_ or "",
             "MessageSid": message.sid,
             "MessageStatus": status,
             "SmsSid": message.sid,
@@ -455,6 +471,8 @@ class Carrier:
     ) -> dict[str, str]:
         # A carrier that delivers a national-format sender: From is the number
         # as the phone displays it, and FromCountry says where to read it.
+        # Twilio derives FromCountry / ToCountry from the numbers themselves
+        # (ISO 3166 codes, twilio-facts §4.1), not from what a phone claims.
         from_ = sender.display if not sender.display.startswith("+") else sender.number
         params = {
             "AccountSid": message.account_sid,
@@ -462,7 +480,7 @@ class Carrier:
             "Body": message.body,
             "From": from_,
             "FromCity": "",
-            "FromCountry": sender.country,
+            "FromCountry": rules.region_of(sender.number) or "",
             "FromState": "",
             "FromZip": "",
             "MessageSid": message.sid,
@@ -579,7 +597,7 @@ class Carrier:
         urls = [u for u in urls if u][:MAX_MEDIA]
         if not body and not urls:
             return
-        to = rules.read_number(verb.get("to") or inbound.from_)
+        to = rules.read_number(verb.get("to") or inbound.from_ or "")
         from_ = rules.read_number(verb.get("from") or number.phone_number)
         if to is None or from_ is None:
             logger.warning(

@@ -261,12 +261,14 @@ class _Page:
         with self.state.lock:
             phones = [_phone_json(p) for p in self.state.phones.values()]
             owned = [n.phone_number for n in self.state.numbers.values()]
+            services = list(self.state.services)
         return {
             "account_sid": self.state.account_sid,
             "auth_token": self.state.auth_token,
             "number": self.config.number,
             "number_display": _international(self.config.number),
             "numbers": owned,
+            "messaging_services": services,
             "url": self.config.url,
             "api_url": self.config.url,
             "bot": self.config.bot_name,

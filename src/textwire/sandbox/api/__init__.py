@@ -10,10 +10,14 @@ the unmodified ``twilio`` client works against it with
   codes in Twilio's error body ``{code, message, more_info, status}``:
   21604 no To (or a JSON body), 21211 To not a number, 21603 neither From nor
   MessagingServiceSid, 21212 From unreadable, 21606 From not the account's,
-  21701 malformed MessagingServiceSid, 21704 service without numbers, 21602 no
+  21701 a MessagingServiceSid that is malformed or not one of the account's
+  services, 21704 service without numbers, 21602 no
   body and no media, 21617 body over 1600 characters, 21623 over 10 media,
   21620 a media URL that is not absolute http(s), 21609 bad StatusCallback,
-  21266 To equal to From, 21610 recipient texted STOP;
+  21266 To equal to From, 21610 recipient texted STOP. Through a Messaging
+  Service the message answers ``accepted`` with ``from: null`` and
+  ``num_segments: "0"`` until the carrier queues it from a number of the
+  service's pool (OAI; twilio-facts §4.2);
 * ``GET Messages.json`` lists newest first with the To / From / DateSent /
   DateSent< / DateSent> filters and Twilio's paging (PageSize, Page,
   PageToken, ``next_page_uri`` …); fetch, update (redact with ``Body=""``,
@@ -34,8 +38,8 @@ tests and benchmarks of a client's retry logic.
 
 Choices where Twilio is silent or the emulator is smaller (also in the
 report of issue 3): a number without ``+`` in ``To`` is read in the country
-of ``From``; one default Messaging Service accepts any well-formed ``MG…``
-SID and sends from the account's first number; ``Status=canceled`` also
+of ``From``; a Messaging Service picks the first number of its pool in the
+recipient's country, else its first number; ``Status=canceled`` also
 cancels a message still ``queued``/``accepted`` (Twilio: only scheduled ones;
 the emulator does not schedule); DateSent filters fall back on
 ``date_created`` for messages not yet sent; a time of exactly midnight in a

@@ -60,21 +60,37 @@ def _recipient(params: MultiDict[str, str]) -> str:
     return to
 
 
-def _sender(params: MultiDict[str, str], owned: list[str]) -> str:
+def _service_pool(raw_service: str, state: EmulatorState) -> list[str]:
+    """The sender pool of the Messaging Service a create names."""
+    if not rules.is_service_sid(raw_service):
+        raise TwilioApiError(
+            21701, f"The Messaging Service Sid {raw_service} is invalid."
+        )
+    pool = state.service_numbers(raw_service)
+    if pool is None:
+        # Error dictionary, 21701: "The Messaging Service does not exist".
+        raise TwilioApiError(
+            21701,
+            f"The Messaging Service does not exist: {raw_service} is not a "
+            "Messaging Service of this account.",
+        )
+    if not pool:
+        raise TwilioApiError(21704, "The Messaging Service contains no phone numbers.")
+    return pool
+
+
+def _sender(
+    params: MultiDict[str, str], state: EmulatorState
+) -> tuple[str | None, list[str]]:
+    """The From (None: the service will choose one) and the numbers the
+    message may be sent from."""
     raw_from = params.get("From", "").strip()
     raw_service = params.get("MessagingServiceSid", "").strip()
     if not raw_from and not raw_service:
         raise TwilioApiError(21603, "A 'From' phone number is required.")
-    if raw_service and not rules.is_service_sid(raw_service):
-        raise TwilioApiError(
-            21701, f"The Messaging Service Sid {raw_service} is invalid."
-        )
+    pool = _service_pool(raw_service, state) if raw_service else []
     if not raw_from:
-        if not owned:
-            raise TwilioApiError(
-                21704, "The Messaging Service contains no phone numbers."
-            )
-        return owned[0]  # the default service's sender pool: our numbers
+        return None, pool
     from_ = rules.read_sender(raw_from)
     if from_ is None:
         raise TwilioApiError(
@@ -82,13 +98,13 @@ def _sender(params: MultiDict[str, str], owned: list[str]) -> str:
             f"The 'From' number {raw_from} is not a valid phone number, "
             "shortcode, or alphanumeric sender ID.",
         )
-    if from_ not in owned:
+    if from_ not in _owned_numbers(state):
         raise TwilioApiError(
             21606,
             f"The From phone number {raw_from} is not a valid, SMS-capable "
             "inbound phone number or short code for your account.",
         )
-    return from_
+    return from_, [from_]
 
 
 def _content(params: MultiDict[str, str]) -> tuple[str, list[str]]:
@@ -132,8 +148,7 @@ def _status_callback(params: MultiDict[str, str]) -> str | None:
 def _build(params: MultiDict[str, str], state: EmulatorState) -> EmMessage:
     """The message a create makes, or the first error Twilio would answer."""
     to = _recipient(params)
-    owned = _owned_numbers(state)
-    from_ = _sender(params, owned)
+    from_, senders = _sender(params, state)
     service = params.get("MessagingServiceSid", "").strip() or None
     body, urls = _content(params)
     callback = _status_callback(params)
@@ -141,7 +156,6 @@ def _build(params: MultiDict[str, str], state: EmulatorState) -> EmMessage:
         raise TwilioApiError(21266, "'To' and 'From' number cannot be the same")
     # In a Messaging Service an opt-out covers every sender of its pool
     # (twilio-facts §7).
-    senders = owned if service and not params.get("From", "").strip() else [from_]
     with state.lock:
         blocked = any((to, sender) in state.opted_out for sender in senders)
     if blocked:
@@ -151,6 +165,8 @@ def _build(params: MultiDict[str, str], state: EmulatorState) -> EmMessage:
         sid=rules.new_sid("MM" if urls else "SM"),
         account_sid=state.account_sid,
         direction="outbound-api",
+        # Through a service without From, Twilio answers ``from: null`` until
+        # it has picked a sender; the carrier does that when it queues it.
         from_=from_,
         to=to,
         body=body,
