@@ -404,16 +404,6 @@ class Carrier:
 
         sid = new_sid("MM" if files else "SM")
         now = self.state.clock()
-        media: list[EmMedia] = []
-        with self.state.lock:
-            for data, content_type in files:
-                media_sid = new_sid("ME")
-                self.state.media_blobs[media_sid] = (bytes(data), content_type)
-                url = (
-                    f"{self.base_url}/{API_VERSION}/Accounts/{self.state.account_sid}"
-                    f"/Messages/{sid}/Media/{media_sid}"
-                )
-                media.append(EmMedia(media_sid, url, content_type))
         message = EmMessage(
             sid=sid,
             account_sid=self.state.account_sid,
@@ -422,7 +412,7 @@ class Carrier:
             to=number.phone_number,
             body=body,
             status="received",
-            media=media,
+            media=self._keep_pictures(sid, files),
             date_created=now,
             date_updated=now,
             date_sent=now,
@@ -436,17 +426,33 @@ class Carrier:
             _masked(sender.number),
             _masked(number.phone_number),
         )
+        self._run_soon(lambda: self._deliver_inbound(message, number.sid, params))
+        return message
 
-        def job() -> None:
-            self._deliver_inbound(message, number.sid, params)
+    def _keep_pictures(
+        self, sid: str, files: Sequence[tuple[bytes, str]]
+    ) -> list[EmMedia]:
+        """Store a phone's pictures, served at Twilio's media URLs."""
+        media: list[EmMedia] = []
+        with self.state.lock:
+            for data, content_type in files:
+                media_sid = new_sid("ME")
+                self.state.media_blobs[media_sid] = (bytes(data), content_type)
+                url = (
+                    f"{self.base_url}/{API_VERSION}/Accounts/{self.state.account_sid}"
+                    f"/Messages/{sid}/Media/{media_sid}"
+                )
+                media.append(EmMedia(media_sid, url, content_type))
+        return media
 
+    def _run_soon(self, job: Callable[[], None]) -> None:
+        """On the carrier's thread, or now when it is not started."""
         if self.running:
             with self._lock:
                 self._jobs.append(job)
             self._wake.set()
         else:
             job()
-        return message
 
     def _opt_keywords(self, sender: VirtualPhone, number: EmNumber, body: str) -> None:
         """STOP blocks sends from ``number`` to the phone; START lifts it."""
