@@ -37,10 +37,10 @@ from textwire.codes import describe
 from textwire.config import Settings
 from textwire.errors import ConfigError, InvalidPhoneNumber
 from textwire.phone import normalize
-from textwire.sandbox import rules
 from textwire.sandbox.api import Faults, create_api_blueprint
 from textwire.sandbox.carrier import Carrier
 from textwire.sandbox.page import PageConfig, create_page_blueprint
+from textwire.sandbox.rules import is_service_sid
 from textwire.sandbox.state import EmulatorState, VirtualPhone
 from textwire.server import WaitressServer
 from textwire.storage.sql import SqlStore
@@ -207,64 +207,6 @@ def _emulator_app(settings: Settings) -> Flask:
     return app
 
 
-def _emulator_state(
-    settings: Settings, service_sid: str | None, phones: Sequence[VirtualPhone] | None
-) -> EmulatorState:
-    """The emulated account: its number, a Messaging Service, the phones."""
-    number = settings.twilio_phone_number or DEFAULT_NUMBER
-    state = EmulatorState(
-        account_sid=settings.twilio_account_sid or "",
-        auth_token=settings.twilio_auth_token or "",
-    )
-    owned = state.add_number(number, "textwire sandbox")
-    # One Messaging Service with the number, for code that sends through one:
-    # TWILIO_MESSAGING_SERVICE_SID when set (the bot itself sends From).
-    state.add_service(
-        "textwire sandbox",
-        [owned],
-        sid=service_sid if service_sid and rules.is_service_sid(service_sid) else None,
-    )
-    for phone in default_phones() if phones is None else phones:
-        if phone.number != number:
-            state.add_phone(phone)
-    return state
-
-
-def _load_bot(settings: Settings) -> Bot:
-    from textwire.loader import load_bot
-
-    return load_bot(settings.bot)
-
-
-def _bot_app(
-    settings: Settings, bot: Bot
-) -> tuple[Flask, SqlStore, TwilioTransport, SendWorker]:
-    """The bot's app, store, transport (pointed at the emulator) and worker."""
-    from textwire.storage.setup import open_store
-    from textwire.web import create_app
-
-    url = settings.twilio_api_url
-    store = open_store(settings)
-    transport: TwilioTransport | None = None
-    try:
-        transport = TwilioTransport(
-            account_sid=settings.twilio_account_sid or "",
-            auth_token=settings.twilio_auth_token or "",
-            from_=settings.twilio_phone_number,
-            api_url=url,
-            timeout=settings.twilio_timeout,
-            public_url=url,
-        )
-        worker = SendWorker(store, transport, settings=settings)
-        app = create_app(settings, bot=bot, store=store, notify_queued=worker.wake)
-    except BaseException:
-        if transport is not None:
-            transport.close()
-        store.dispose()
-        raise
-    return app, store, transport, worker
-
-
 def create_sandbox(
     settings: Settings | None = None,
     *,
@@ -315,8 +257,20 @@ def create_sandbox(
         database_url=_database_url(settings),
     )
 
-    state = _emulator_state(settings, service_sid, phones)
+    state = EmulatorState(account_sid=account_sid, auth_token=auth_token)
+    owned = state.add_number(number, "textwire sandbox")
+    # One Messaging Service with the number, for code that sends through one:
+    # TWILIO_MESSAGING_SERVICE_SID when set (the bot itself sends From).
+    state.add_service(
+        "textwire sandbox",
+        [owned],
+        sid=service_sid if service_sid and is_service_sid(service_sid) else None,
+    )
+    for phone in default_phones() if phones is None else phones:
+        if phone.number != number:
+            state.add_phone(phone)
     carrier = Carrier(state, base_url=url, step_delay=step_delay)
+
     worker: SendWorker | None = None
     store: SqlStore | None = None
     transport: TwilioTransport | None = None
@@ -324,12 +278,30 @@ def create_sandbox(
         app = _emulator_app(settings)
         bot_name = None
     else:
-        bot = bot or _load_bot(settings)
-        app, store, transport, worker = _bot_app(settings, bot)
-        owned = state.number_by_phone(number)
-        if owned is not None:  # always: _emulator_state added it
-            owned.sms_url = url + "/twilio/sms"
-            owned.sms_method = "POST"
+        from textwire.loader import load_bot
+        from textwire.storage.setup import open_store
+        from textwire.web import create_app
+
+        bot = bot or load_bot(settings.bot)
+        store = open_store(settings)
+        try:
+            transport = TwilioTransport(
+                account_sid=account_sid,
+                auth_token=auth_token,
+                from_=number,
+                api_url=url,
+                timeout=settings.twilio_timeout,
+                public_url=url,
+            )
+            worker = SendWorker(store, transport, settings=settings)
+            app = create_app(settings, bot=bot, store=store, notify_queued=worker.wake)
+        except BaseException:
+            if transport is not None:
+                transport.close()
+            store.dispose()
+            raise
+        owned.sms_url = url + "/twilio/sms"
+        owned.sms_method = "POST"
         bot_name = bot.name
 
     page = PageConfig(number=number, url=url, bot_name=bot_name, explain=describe)
