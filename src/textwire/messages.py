@@ -91,7 +91,7 @@ def _utf16_units(char: str) -> int:
 
 
 def _utf16_len(text: str) -> int:
-    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
+    return len(text.encode("utf-16-le")) // 2
 
 
 def _graphemes(text: str) -> list[str]:
@@ -99,6 +99,8 @@ def _graphemes(text: str) -> list[str]:
     sees them: extended grapheme clusters, except that CR LF counts as two
     characters (the calculator splits that one cluster, so a segment may end
     between them)."""
+    if text.isascii():
+        return list(text)  # every ASCII character is a grapheme of its own
     found: list[str] = []
     for cluster in _GRAPHEME.findall(text):
         if cluster == "\r\n":
@@ -178,13 +180,16 @@ def _whole(
 def _encode(body: str) -> tuple[bool, list[tuple[str, int]]]:
     """Whether ``body`` is GSM-7, and its graphemes with their cost: septets
     for GSM-7, UTF-16 units for UCS-2."""
-    graphemes = _graphemes(body)
+    if _GSM7_ALL.issuperset(body):
+        # No GSM-7 character extends another into one grapheme (CR LF aside,
+        # which the calculator splits), so each is a grapheme of its own.
+        return True, [(c, 2 if c in GSM7_EXTENDED else 1) for c in body]
     # A cluster of several code points always holds one outside GSM-7 (a
-    # combining mark, ZWJ, a variation selector ...), so a per-character test
-    # is the calculator's per-grapheme one.
-    if all(char in _GSM7_ALL for char in body):
-        return True, [(g, 2 if g in GSM7_EXTENDED else 1) for g in graphemes]
-    return False, [(g, _utf16_len(g)) for g in graphemes]
+    # combining mark, ZWJ, a variation selector ...), so one character outside
+    # the tables is the calculator's test for UCS-2.
+    return False, [
+        (g, _utf16_units(g) if len(g) == 1 else _utf16_len(g)) for g in _graphemes(body)
+    ]
 
 
 def _segments(body: str) -> list[str]:
@@ -197,21 +202,24 @@ def _segments(body: str) -> list[str]:
     segments by code point (see :func:`segment_info`). ``"".join`` of the
     result is ``body``; ``[""]`` for an empty body.
     """
-    gsm, pieces = _encode(body)
+    return _pack(body, *_encode(body))
+
+
+def _pack(body: str, gsm: bool, pieces: list[tuple[str, int]]) -> list[str]:
     single, multi = (_GSM7_SINGLE, _GSM7_MULTI) if gsm else (_UCS2_SINGLE, _UCS2_MULTI)
     if sum(cost for _, cost in pieces) <= single:
         return [body]
-    segments: list[str] = []
-    current: list[str] = []
+    texts: list[str] = []
+    cuts: list[int] = []  # where each segment after the first starts in texts
     used = 0
     for text, cost in _whole(pieces, multi):
         if used + cost > multi:
-            segments.append("".join(current))
-            current, used = [], 0
-        current.append(text)
+            cuts.append(len(texts))
+            used = 0
+        texts.append(text)
         used += cost
-    segments.append("".join(current))
-    return segments
+    bounds = [0, *cuts, len(texts)]
+    return ["".join(texts[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 def segment_info(body: str) -> SegmentInfo:
@@ -251,10 +259,10 @@ def segment_info(body: str) -> SegmentInfo:
     """
     gsm, pieces = _encode(body)
     total = sum(cost for _, cost in pieces)
-    segments = len(_segments(body))
+    segments = len(_pack(body, gsm, pieces))
     if gsm:
         return SegmentInfo("GSM-7", total, segments)
-    culprits = (g for g, _ in pieces if any(c not in _GSM7_ALL for c in g))
+    culprits = (g for g, _ in pieces if not _GSM7_ALL.issuperset(g))
     return SegmentInfo("UCS-2", total, segments, tuple(dict.fromkeys(culprits)))
 
 

@@ -243,6 +243,8 @@ class Segments:
 
 def _characters(body: str) -> list[str]:
     """CALC (SegmentedMessage.ts): the body as graphemes, CR LF as two."""
+    if body.isascii():
+        return list(body)  # each ASCII character is a grapheme of its own
     found: list[str] = []
     for cluster in _GRAPHEME.findall(body):
         found.extend(cluster if cluster == "\r\n" else [cluster])
