@@ -8,7 +8,8 @@ in handlers, the send worker, the CLI and the emulator:
   Nothing is ever truncated or split behind your back; :func:`split_body` is the
   explicit way to send a long text as ordered parts;
 * :func:`segment_info` does the GSM-7 / UCS-2 segment math of Twilio's segment
-  calculator, so a bot can see what a text will cost before sending it;
+  calculator (user-perceived characters are never split across segments), so a
+  bot can see what a text will cost before sending it;
 * :meth:`Inbound.from_form` turns Twilio's inbound webhook form into an ``Inbound``
   with every phone number in E.164 (or a short code / sender ID), or raises
   :class:`~textwire.errors.MalformedWebhook`.
@@ -17,11 +18,13 @@ in handlers, the send worker, the CLI and the emulator:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
+
+import regex
 
 from textwire.errors import InvalidMessage, InvalidPhoneNumber, MalformedWebhook
 from textwire.phone import normalize_sender
@@ -78,12 +81,33 @@ _URL_IN_ERRORS = 80
 _UNICODE_IN_STR = 5
 
 
+# One user-perceived character: a Unicode extended grapheme cluster (UAX #29), e.g.
+# a flag, a ZWJ family, an emoji with a skin tone, a letter with combining marks.
+_GRAPHEME = regex.compile(r"\X")
+
+
 def _utf16_units(char: str) -> int:
     return 2 if ord(char) > 0xFFFF else 1
 
 
 def _utf16_len(text: str) -> int:
-    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _graphemes(text: str) -> list[str]:
+    """The user-perceived characters of ``text``, as Twilio's segment calculator
+    sees them: extended grapheme clusters, except that CR LF counts as two
+    characters (the calculator splits that one cluster, so a segment may end
+    between them)."""
+    if text.isascii():
+        return list(text)  # every ASCII character is a grapheme of its own
+    found: list[str] = []
+    for cluster in _GRAPHEME.findall(text):
+        if cluster == "\r\n":
+            found.extend(cluster)
+        else:
+            found.append(cluster)
+    return found
 
 
 def _plural(count: int, word: str) -> str:
@@ -102,7 +126,8 @@ class SegmentInfo:
             UCS-2 (an emoji counts 2).
         segments: how many SMS segments the body is sent (and billed) as.
         unicode_chars: the distinct characters that forced UCS-2, in order of
-            first appearance; empty for GSM-7.
+            first appearance, each as a person sees it (a whole grapheme such
+            as ``"👍🏽"``); empty for GSM-7.
 
     Example:
         >>> str(segment_info("Café ☕"))
@@ -139,17 +164,62 @@ class SegmentInfo:
         return f"{text} (because of {shown})"
 
 
-def _count_segments(costs: Sequence[int], single: int, multi: int) -> int:
-    """Greedy fill: a character that does not fit whole moves to the next segment."""
-    if sum(costs) <= single:
-        return 1
-    segments, used = 1, 0
-    for cost in costs:
+def _whole(
+    pieces: Iterable[tuple[str, int]], capacity: int
+) -> Iterator[tuple[str, int]]:
+    """``pieces`` as (text, cost), each kept whole unless it alone exceeds
+    ``capacity``: such a grapheme is given as its code points (never half of a
+    surrogate pair), since no segment can hold it whole."""
+    for text, cost in pieces:
+        if cost <= capacity:
+            yield text, cost
+        else:
+            yield from ((char, _utf16_units(char)) for char in text)
+
+
+def _encode(body: str) -> tuple[bool, list[tuple[str, int]]]:
+    """Whether ``body`` is GSM-7, and its graphemes with their cost: septets
+    for GSM-7, UTF-16 units for UCS-2."""
+    if _GSM7_ALL.issuperset(body):
+        # No GSM-7 character extends another into one grapheme (CR LF aside,
+        # which the calculator splits), so each is a grapheme of its own.
+        return True, [(c, 2 if c in GSM7_EXTENDED else 1) for c in body]
+    # A cluster of several code points always holds one outside GSM-7 (a
+    # combining mark, ZWJ, a variation selector ...), so one character outside
+    # the tables is the calculator's test for UCS-2.
+    return False, [
+        (g, _utf16_units(g) if len(g) == 1 else _utf16_len(g)) for g in _graphemes(body)
+    ]
+
+
+def _segments(body: str) -> list[str]:
+    """The text of each SMS segment of ``body``, in order.
+
+    One segment when the whole body fits 160 septets / 70 UTF-16 units; else
+    segments of 153 / 67 (each then carries a 6-byte header), filled greedily
+    with whole graphemes: one that does not fit starts the next segment. A
+    grapheme longer than a whole segment is the exception: it is spread over
+    segments by code point (see :func:`segment_info`). ``"".join`` of the
+    result is ``body``; ``[""]`` for an empty body.
+    """
+    return _pack(body, *_encode(body))
+
+
+def _pack(body: str, gsm: bool, pieces: list[tuple[str, int]]) -> list[str]:
+    single, multi = (_GSM7_SINGLE, _GSM7_MULTI) if gsm else (_UCS2_SINGLE, _UCS2_MULTI)
+    if sum(cost for _, cost in pieces) <= single:
+        return [body]
+    texts: list[str] = []
+    cuts: list[int] = []  # where each segment after the first starts in texts
+    used = 0
+    for text, cost in _whole(pieces, multi):
         if used + cost > multi:
-            segments += 1
+            cuts.append(len(texts))
             used = 0
+        texts.append(text)
         used += cost
-    return segments
+    bounds = [0, *cuts, len(texts)]
+    return ["".join(texts[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 def segment_info(body: str) -> SegmentInfo:
@@ -158,31 +228,42 @@ def segment_info(body: str) -> SegmentInfo:
     The body is GSM-7 when every character is in :data:`GSM7_BASIC` or
     :data:`GSM7_EXTENDED`; one character outside them makes the whole text UCS-2.
     A single segment holds 160 septets (GSM-7) or 70 UTF-16 units (UCS-2); a longer
-    text is sent in segments of 153 / 67, and an escape pair (``€``) or a surrogate
-    pair (an emoji) is never split across two of them.
+    text is sent in segments of 153 / 67. As in Twilio's segment calculator
+    (``sms-segments-calculator``, ``SegmentedMessage``), a user-perceived
+    character is never split across two segments: not an escape pair (``€``),
+    not a surrogate pair, not a grapheme cluster of several code points (a flag,
+    a ZWJ family, ``👍🏽``, a keycap, ``❤️``, a letter with combining marks).
+
+    The one exception, on purpose: a grapheme longer than a whole segment (67
+    UTF-16 units, e.g. a letter with 70 combining accents) cannot stay whole, so
+    it is cut between its code points. The calculator puts it whole into one
+    segment, which then carries more than the 140 bytes a segment can hold; it
+    does the same when it moves whole graphemes to a new segment without
+    checking that they still fit. Here no segment ever exceeds 140 bytes, so
+    the count can be higher than the calculator's in those cases only.
 
     Args:
         body: the message text.
 
     Returns:
-        The encoding, length, segment count and the characters that forced UCS-2.
+        The encoding, length, segment count and the characters (graphemes)
+        that forced UCS-2.
 
     Example:
         >>> segment_info("a" * 161).segments
         2
         >>> segment_info("Hi 😀").encoding
         'UCS-2'
+        >>> segment_info("a" * 65 + "👍🏽" + "a" * 65).segments
+        3
     """
-    unicode_chars = tuple(dict.fromkeys(c for c in body if c not in _GSM7_ALL))
-    if not unicode_chars:
-        septets = [2 if c in GSM7_EXTENDED else 1 for c in body]
-        total = sum(septets)
-        segments = _count_segments(septets, _GSM7_SINGLE, _GSM7_MULTI)
+    gsm, pieces = _encode(body)
+    total = sum(cost for _, cost in pieces)
+    segments = len(_pack(body, gsm, pieces))
+    if gsm:
         return SegmentInfo("GSM-7", total, segments)
-    units = [_utf16_units(c) for c in body]
-    total = sum(units)
-    segments = _count_segments(units, _UCS2_SINGLE, _UCS2_MULTI)
-    return SegmentInfo("UCS-2", total, segments, unicode_chars)
+    culprits = (g for g, _ in pieces if not _GSM7_ALL.issuperset(g))
+    return SegmentInfo("UCS-2", total, segments, tuple(dict.fromkeys(culprits)))
 
 
 def _shorten(text: str, limit: int = _URL_IN_ERRORS) -> str:
@@ -332,8 +413,11 @@ def split_body(body: str, limit: int = MAX_BODY_CHARS) -> list[str]:
     limit: send each part as its own :class:`Reply`, in order. Nothing calls it for
     you. A part ends after the last whitespace of its window when that whitespace
     lies in the last 20% of the window; otherwise the text is cut at the limit,
-    never inside a surrogate pair. Whitespace stays at the end of the earlier part,
-    so ``"".join(split_body(text)) == text``.
+    never inside a user-perceived character (a surrogate pair, a flag, an emoji
+    with its skin tone, a letter with its accents). Only a single grapheme longer
+    than ``limit`` is cut between its code points, since no part could hold it.
+    Whitespace stays at the end of the earlier part, so
+    ``"".join(split_body(text)) == text``.
 
     Args:
         body: the text to split.
@@ -353,22 +437,24 @@ def split_body(body: str, limit: int = MAX_BODY_CHARS) -> list[str]:
         raise ValueError(f"limit must be at least 2 UTF-16 units, got {limit}")
     if _utf16_len(body) <= limit:
         return [body]
+    clusters = ((g, _utf16_len(g)) for g in _GRAPHEME.findall(body))
+    pieces = list(_whole(clusters, limit))
     min_break = limit - limit // 5  # a whitespace break must land in the last 20%
     parts: list[str] = []
     start = 0
-    while start < len(body):
+    while start < len(pieces):
         used, end, best = 0, start, -1
-        while end < len(body):
-            cost = _utf16_units(body[end])
+        while end < len(pieces):
+            text, cost = pieces[end]
             if used + cost > limit:
                 break
             used += cost
             end += 1
-            if body[end - 1].isspace() and used >= min_break:
+            if text.isspace() and used >= min_break:
                 best = end
-        if end < len(body) and best != -1:
+        if end < len(pieces) and best != -1:
             end = best
-        parts.append(body[start:end])
+        parts.append("".join(text for text, _ in pieces[start:end]))
         start = end
     return parts
 

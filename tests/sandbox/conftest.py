@@ -32,6 +32,7 @@ ACCOUNT_SID = "AC" + "5a" * 16
 AUTH_TOKEN = "sandbox-test-token-0123456789abcdef"
 NUMBER = "+14155550100"
 OTHER_NUMBER = "+14155550111"
+SERVICE_SID = "MG" + "0c" * 16
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 ANA = VirtualPhone("+14155550199", "Ana", "+1 (415) 555-0199", "US")
@@ -141,7 +142,8 @@ def make_emulator() -> Iterator[EmulatorFactory]:
         state = EmulatorState(account_sid=ACCOUNT_SID, auth_token=AUTH_TOKEN)
         number = state.add_number(NUMBER, "(415) 555-0100")
         number.sms_url = sms_url
-        state.add_number(OTHER_NUMBER, "second number")
+        other = state.add_number(OTHER_NUMBER, "second number")
+        state.add_service("test service", [number, other], sid=SERVICE_SID)
         for phone in phones:
             state.add_phone(phone)
         app = Flask("emulator-under-test")

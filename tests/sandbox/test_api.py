@@ -24,13 +24,13 @@ from .conftest import (
     BEN,
     NUMBER,
     OTHER_NUMBER,
+    SERVICE_SID,
     Emulator,
     EmulatorFactory,
     TwilioSpec,
     spec_operation,
 )
 
-SERVICE_SID = "MG" + "0c" * 16
 PNG = "https://example.com/media/logo.png"
 
 
@@ -79,10 +79,15 @@ def test_create_answers_twilio_message_resource(
     )
 
 
-def test_segments_come_from_the_project_segment_math(twilio_client: Client) -> None:
+def test_num_segments_as_twilio_counts_them(twilio_client: Client) -> None:
     assert create(twilio_client, body="a" * 161).num_segments == "2"
     assert create(twilio_client, body="Hi 😀").num_segments == "1"
     assert create(twilio_client, body="😀" * 36).num_segments == "2"
+    # A skin-toned thumb at the boundary moves whole: 65 | 4+63 | 2.
+    body = (
+        "a" * 65 + "\N{THUMBS UP SIGN}\N{EMOJI MODIFIER FITZPATRICK TYPE-4}" + "a" * 65
+    )
+    assert create(twilio_client, body=body).num_segments == "3"
 
 
 def test_create_with_media_is_an_mm_message_with_media_resources(
@@ -114,18 +119,70 @@ def test_to_without_country_code_is_read_in_the_country_of_from(
     )
 
 
-def test_messaging_service_picks_the_first_number_and_is_accepted(
-    twilio_client: Client,
+def test_a_service_answers_accepted_without_a_sender_until_it_picks_one(
+    make_emulator: EmulatorFactory,
 ) -> None:
+    emulator = make_emulator(step_delay=10)
+    twilio_client = emulator.client()
+    # OAI: ``from`` is nullable and "for messages sent via a Messaging Service,
+    # num_segments is initially 0, since a sender hasn't yet been assigned".
     message = create(twilio_client, from_=None, messaging_service_sid=SERVICE_SID)
-    assert message.status == "accepted"
-    assert message.from_ == NUMBER
+    assert (message.status, message.from_, message.num_segments) == (
+        "accepted",
+        None,
+        "0",
+    )
     assert message.messaging_service_sid == SERVICE_SID
+    fetched = twilio_client.messages(message.sid).fetch()
+    assert (fetched.status, fetched.from_) == ("accepted", None)
 
+    # The first step, queued: the service picks the sender.
+    assert emulator.carrier.run_due(datetime.now(UTC) + timedelta(seconds=15)) == 1
+    queued = twilio_client.messages(message.sid).fetch()
+    assert (queued.status, queued.from_, queued.num_segments) == (
+        "queued",
+        NUMBER,
+        "1",
+    )
+
+
+def test_a_service_picks_a_sender_of_the_recipients_country(
+    emulator: Emulator, twilio_client: Client
+) -> None:
+    toronto = emulator.state.add_number("+16135550100", "Toronto")
+    service = emulator.state.add_service("two countries", [emulator.number, toronto])
+    sid = create(
+        twilio_client, to="+16135550123", from_=None, messaging_service_sid=service.sid
+    ).sid
+    emulator.carrier.run_due(datetime.now(UTC))
+    assert twilio_client.messages(sid).fetch().from_ == "+16135550100"
+
+
+def test_a_service_with_an_explicit_from_keeps_it(twilio_client: Client) -> None:
     explicit = create(
         twilio_client, from_=OTHER_NUMBER, messaging_service_sid=SERVICE_SID
     )
-    assert explicit.from_ == OTHER_NUMBER
+    assert (explicit.status, explicit.from_) == ("accepted", OTHER_NUMBER)
+
+
+def test_an_unknown_service_is_twilios_21701(
+    emulator: Emulator, twilio_client: Client
+) -> None:
+    with pytest.raises(TwilioRestException) as caught:
+        create(twilio_client, from_=None, messaging_service_sid="MG" + "f" * 32)
+    assert (caught.value.status, caught.value.code) == (400, 21701)
+    assert "does not exist" in caught.value.msg
+    assert emulator.state.messages == {}
+
+
+def test_a_service_without_numbers_is_21704(
+    emulator: Emulator, twilio_client: Client
+) -> None:
+    empty = emulator.state.add_service("empty")
+    with pytest.raises(TwilioRestException) as caught:
+        create(twilio_client, from_=None, messaging_service_sid=empty.sid)
+    assert caught.value.code == 21704
+    assert emulator.state.messages == {}
 
 
 def test_from_may_be_written_in_any_format(twilio_client: Client) -> None:
@@ -146,6 +203,11 @@ BAD_CREATES: list[tuple[str, dict[str, Any], int]] = [
     (
         "malformed service SID",
         {"from_": None, "messaging_service_sid": "MG123"},
+        21701,
+    ),
+    (
+        "unknown service",
+        {"from_": None, "messaging_service_sid": "MG" + "e" * 32},
         21701,
     ),
     ("no body, no media", {"body": None}, 21602),

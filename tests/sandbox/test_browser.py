@@ -174,6 +174,24 @@ def test_pictures_to_a_phone_without_mms_fail_with_30011(
         assert "text only" in (error.get_attribute("title") or "")
 
 
+def test_pictures_to_germany_arrive_as_links_by_the_mms_converter(
+    tmp_path: Path, page: Any
+) -> None:
+    """Sent as MMS anyway to a phone that takes MMS, in a country Twilio has no
+    MMS to: the MMS Converter delivers an SMS with links (no 30011)."""
+    berlin = "+4915123456789"
+    settings = sandbox_settings(tmp_path, mms_fallback="send")
+    with serve_sandbox(tmp_path, settings) as box:
+        open_phone(page, box, berlin)
+        send(page, "help")
+        reply = reply_bubbles(page)
+        status = reply.get_by_test_id("status")
+        expect(status).to_have_attribute("data-status", "delivered", timeout=10_000)
+        links = reply.get_by_test_id("converted-media").locator("a")
+        expect(links).to_have_count(2)
+        expect(reply.locator("img")).to_have_count(0)
+
+
 def test_a_phone_that_is_off_shows_undelivered_with_its_code(
     sandbox: Sandbox, page: Any
 ) -> None:

@@ -17,6 +17,7 @@ from twilio.rest import Client
 from werkzeug import Request, Response
 
 from textwire.messages import Inbound
+from textwire.sandbox.state import VirtualPhone
 
 from .conftest import (
     ACCOUNT_SID,
@@ -27,6 +28,7 @@ from .conftest import (
     FAY,
     GIL,
     NUMBER,
+    SERVICE_SID,
     Emulator,
     EmulatorFactory,
 )
@@ -155,8 +157,7 @@ def test_one_step_per_step_delay_and_no_callback_for_the_initial_status(
 def test_messaging_service_goes_accepted_then_queued(
     emulator: Emulator, twilio_client: Client, httpserver: HTTPServer, callbacks: str
 ) -> None:
-    service = "MG" + "0c" * 16
-    send(twilio_client, callbacks, from_=None, messaging_service_sid=service)
+    send(twilio_client, callbacks, from_=None, messaging_service_sid=SERVICE_SID)
     assert emulator.carrier.run_due(later()) == 4
     assert [s for s, _ in statuses(httpserver)] == [
         "queued",
@@ -164,9 +165,11 @@ def test_messaging_service_goes_accepted_then_queued(
         "sent",
         "delivered",
     ]
-    assert {
-        r.form["MessagingServiceSid"] for r in requests_to(httpserver, "/status")
-    } == {service}
+    posted = requests_to(httpserver, "/status")
+    assert {r.form["MessagingServiceSid"] for r in posted} == {SERVICE_SID}
+    # The sender is chosen when the message leaves "accepted": every callback
+    # names it.
+    assert {r.form["From"] for r in posted} == {NUMBER}
 
 
 @pytest.mark.parametrize(
@@ -199,8 +202,8 @@ def test_messaging_service_goes_accepted_then_queued(
         pytest.param(
             "+4915123456789",
             [PNG],
-            [("sending", None), ("sent", None), ("undelivered", "30011")],
-            id="picture outside US/CA",
+            [("sending", None), ("sent", None), ("delivered", None)],
+            id="picture outside US/CA: converted",
         ),
         pytest.param(
             "+16135550123",
@@ -232,20 +235,41 @@ def test_fates(
         assert fetched.error_message.startswith("MMS not supported")
 
 
-def test_messaging_service_converts_mms_outside_us_and_canada(
-    emulator: Emulator, twilio_client: Client, httpserver: HTTPServer, callbacks: str
+@pytest.mark.parametrize("service", [None, SERVICE_SID], ids=["from", "service"])
+def test_mms_outside_us_and_canada_is_converted_to_sms_with_a_link(
+    emulator: Emulator,
+    twilio_client: Client,
+    httpserver: HTTPServer,
+    callbacks: str,
+    service: str | None,
 ) -> None:
-    service = "MG" + "0c" * 16
-    send(
+    # Twilio's MMS Converter, on by default, with or without a Messaging
+    # Service (support articles 223179808 and 223181248): an SMS with a link,
+    # delivered, still an MM message.
+    message = send(
         twilio_client,
         callbacks,
         to="+4915123456789",
-        from_=None,
+        from_=NUMBER if service is None else None,
         messaging_service_sid=service,
         media_url=[PNG],
     )
     emulator.carrier.run_due(later())
     assert statuses(httpserver)[-1] == ("delivered", None)
+    assert message.sid.startswith("MM")
+    stored = emulator.state.get_message(message.sid)
+    assert stored is not None and stored.mms_converted
+    assert stored.to_event()["converted"] is True
+    assert twilio_client.messages(message.sid).fetch().error_code is None
+
+
+def test_mms_inside_us_and_canada_is_not_converted(
+    emulator: Emulator, twilio_client: Client
+) -> None:
+    sid = send(twilio_client, None, to="+16135550123", media_url=[PNG]).sid
+    emulator.carrier.run_due(later())
+    stored = emulator.state.get_message(sid)
+    assert stored is not None and not stored.mms_converted
 
 
 def test_without_callback_the_status_still_moves(
@@ -372,6 +396,26 @@ def test_a_national_format_sender_arrives_without_country_code(
     assert request.form["FromCountry"] == "US"
     assert Inbound.from_form(request.form).from_ == BEN.number
     assert message.from_ == BEN.number  # the resource keeps E.164
+
+
+def test_country_params_come_from_the_numbers_as_twilio_sends_them(
+    make_emulator: EmulatorFactory, httpserver: HTTPServer, sms_app: str
+) -> None:
+    # A Canadian phone whose carrier sends national digits, mislabelled "US"
+    # on the page: Twilio names the country of the number itself.
+    toronto = VirtualPhone("+16135550123", "Toronto", "(613) 555-0123", "US")
+    emulator = make_emulator(sms_url=sms_app, phones=(BEN, CHLOE, toronto))
+    for phone in (BEN, CHLOE, toronto):
+        emulator.carrier.send_from_phone(phone.number, NUMBER, "hi")
+    forms = [r.form for r in requests_to(httpserver, "/sms")]
+    got = [(f["From"], f["FromCountry"], f["ToCountry"]) for f in forms]
+    assert got == [
+        ("(415) 555-0142", "US", "US"),
+        ("+447400123456", "GB", "US"),
+        ("(613) 555-0123", "CA", "US"),
+    ]
+    # So the bot reads the national-format sender in the right country.
+    assert Inbound.from_form(forms[2]).from_ == "+16135550123"
 
 
 def test_inbound_pictures_are_served_by_the_emulator(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,9 @@ from tests.sandbox.browser_fixtures import (
     tiny_png,
 )
 from textwire.sandbox.app import Sandbox, create_sandbox
-from textwire.sandbox.page import MAX_PICTURE_BYTES, sniff_image, twilio_length
-from textwire.sandbox.state import EmMessage, new_sid
+from textwire.sandbox.page import MAX_PICTURE_BYTES, sniff_image
+from textwire.sandbox.rules import new_sid
+from textwire.sandbox.state import EmMessage
 
 
 @pytest.fixture
@@ -122,7 +125,7 @@ def test_static_files_are_shipped() -> None:
         ("Café ☕ 😀", "UCS-2", 9, 1, 70, ["☕", "😀"]),
     ],
 )
-def test_segments_use_the_projects_own_math(
+def test_segments_are_counted_by_twilios_rules(
     client: FlaskClient,
     body: str,
     encoding: str,
@@ -146,10 +149,6 @@ def test_segments_flag_a_body_over_1600(client: FlaskClient) -> None:
     ).get_json()
     assert data["length"] == 1602
     assert data["too_long"] is True
-
-
-def test_twilio_length_counts_an_emoji_twice() -> None:
-    assert twilio_length("a😀") == 3
 
 
 # -- phones and threads ----------------------------------------------------------
@@ -353,3 +352,48 @@ def test_config_endpoint(client: FlaskClient, box: Sandbox) -> None:
     assert config["api_url"] == box.url
     assert config["bot"] is None
     assert len(config["phones"]) == 6
+
+
+def test_config_names_the_sandboxs_messaging_service(
+    client: FlaskClient, box: Sandbox
+) -> None:
+    (service,) = client.get("/sandbox/api/config").get_json()["messaging_services"]
+    assert service in box.state.services
+    assert box.state.service_numbers(service) == [SANDBOX_NUMBER]
+    assert service in client.get("/").get_data(as_text=True)
+
+
+def test_the_service_sid_comes_from_the_settings(tmp_path: Path) -> None:
+    sid = "MG" + "ab" * 16
+    settings = sandbox_settings(tmp_path).replace(twilio_messaging_service_sid=sid)
+    sandbox = create_sandbox(settings, emulator_only=True, port=8124)
+    try:
+        assert list(sandbox.state.services) == [sid]
+    finally:
+        sandbox.stop()
+
+
+def test_a_converted_mms_shows_its_pictures_as_links(
+    client: FlaskClient, box: Sandbox
+) -> None:
+    # No MMS to Germany: Twilio's MMS Converter sends an SMS with a link.
+    berlin = "+4915123456789"
+    credentials = f"{box.state.account_sid}:{box.state.auth_token}"
+    auth = "Basic " + base64.b64encode(credentials.encode()).decode()
+    created = client.post(
+        f"/2010-04-01/Accounts/{box.state.account_sid}/Messages.json",
+        data={
+            "To": berlin,
+            "From": SANDBOX_NUMBER,
+            "Body": "the map",
+            "MediaUrl": "https://example.com/map.png",
+        },
+        headers={"Authorization": auth},
+    )
+    assert created.status_code == 201
+    box.carrier.run_due(datetime.now(UTC) + timedelta(hours=1))
+    (shown,) = client.get(messages_url(berlin)).get_json()["messages"]
+    assert (shown["status"], shown["converted"]) == ("delivered", True)
+    assert shown["media"] == [
+        {"url": "https://example.com/map.png", "content_type": "image/png"}
+    ]

@@ -9,6 +9,13 @@ as one Flask app on one port.
     ...
     server.stop()                         # all of it, in order
 
+This module is where the emulator meets the bot: it is the one module of
+``textwire.sandbox`` that imports textwire's core (the bot, its settings,
+storage, transport and worker, and the error advice of ``textwire.codes``
+for the page). The emulator proper (``rules``, ``api``, ``carrier``,
+``state``, ``page``) imports none of it, so it checks the bot against
+Twilio's rules and not against the bot's own code.
+
 The bot runs exactly as in production: its real ``TwilioTransport`` talks HTTP
 to the emulator's REST API on the same server (``/2010-04-01/...``), the
 simulated carrier posts Twilio-signed webhooks to ``/twilio/sms`` and status
@@ -26,6 +33,7 @@ from collections.abc import Sequence
 from flask import Flask, Response, jsonify
 
 from textwire.bot import Bot
+from textwire.codes import describe
 from textwire.config import Settings
 from textwire.errors import ConfigError, InvalidPhoneNumber
 from textwire.phone import normalize
@@ -33,6 +41,7 @@ from textwire.runtime import Runtime
 from textwire.sandbox.api import Faults, create_api_blueprint
 from textwire.sandbox.carrier import Carrier
 from textwire.sandbox.page import PageConfig, create_page_blueprint
+from textwire.sandbox.rules import is_service_sid
 from textwire.sandbox.state import EmulatorState, VirtualPhone
 from textwire.server import WaitressServer
 from textwire.storage.sql import SqlStore
@@ -243,6 +252,7 @@ def create_sandbox(
     account_sid = settings.twilio_account_sid or "AC" + secrets.token_hex(16)
     auth_token = settings.twilio_auth_token or secrets.token_hex(16)
     number = _owned_number(settings)
+    service_sid = settings.twilio_messaging_service_sid
     settings = settings.replace(
         twilio_account_sid=account_sid,
         twilio_auth_token=auth_token,
@@ -256,6 +266,13 @@ def create_sandbox(
 
     state = EmulatorState(account_sid=account_sid, auth_token=auth_token)
     owned = state.add_number(number, "textwire sandbox")
+    # One Messaging Service with the number, for code that sends through one:
+    # TWILIO_MESSAGING_SERVICE_SID when set (the bot itself sends From).
+    state.add_service(
+        "textwire sandbox",
+        [owned],
+        sid=service_sid if service_sid and is_service_sid(service_sid) else None,
+    )
     for phone in default_phones() if phones is None else phones:
         if phone.number != number:
             state.add_phone(phone)
@@ -280,7 +297,7 @@ def create_sandbox(
         owned.sms_method = "POST"
         bot_name = runtime.bot.name
 
-    page = PageConfig(number=number, url=url, bot_name=bot_name)
+    page = PageConfig(number=number, url=url, bot_name=bot_name, explain=describe)
     app.register_blueprint(create_api_blueprint(state, carrier, faults))
     app.register_blueprint(create_page_blueprint(state, carrier, page))
     app.extensions["textwire.sandbox"] = state

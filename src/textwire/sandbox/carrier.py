@@ -21,6 +21,9 @@ through :meth:`Carrier.run_due`, for tests):
 
 A webhook that fails is logged with what to check, because the person reading
 the log is usually testing their own app against the emulator.
+
+Part of the emulator proper: it imports nothing from textwire's core (Twilio's
+facts come from :mod:`textwire.sandbox.rules`).
 """
 
 from __future__ import annotations
@@ -42,19 +45,14 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import requests
 from twilio.request_validator import RequestValidator
 
-from textwire import codes
-from textwire.errors import InvalidPhoneNumber
-from textwire.messages import MAX_MEDIA, segment_info
-from textwire.optout import classify
-from textwire.phone import mask, normalize, region_of
+from textwire.sandbox import rules
+from textwire.sandbox.rules import API_VERSION, MAX_MEDIA, new_sid
 from textwire.sandbox.state import (
-    API_VERSION,
     EmMedia,
     EmMessage,
     EmNumber,
     EmulatorState,
     VirtualPhone,
-    new_sid,
 )
 
 __all__ = ["Carrier", "guess_content_type"]
@@ -63,8 +61,6 @@ logger = logging.getLogger("textwire.sandbox.carrier")
 
 USER_AGENT = "TwilioProxy/1.1"
 """The User-Agent Twilio's webhook requests carry."""
-
-MMS_REGIONS = frozenset({"US", "CA"})
 
 # Error codes of the fates a virtual phone can have (VirtualPhone.fate).
 _FATE_CODES: Mapping[str, int] = {"undelivered": 30003, "failed": 30005}
@@ -244,36 +240,49 @@ class Carrier:
     def _fate(self, message: EmMessage) -> tuple[str, int | None]:
         with self.state.lock:
             phone = self.state.phones.get(message.to)
-        if message.media and not self._takes_mms(message, phone):
-            return "undelivered", _MMS_UNSUPPORTED
+        if message.media:
+            route = self._mms_route(message, phone)
+            if route == "refused":
+                return "undelivered", _MMS_UNSUPPORTED
+            if route == "converted":
+                with self.state.lock:
+                    message.mms_converted = True
         if phone is not None and phone.fate in _FATE_CODES:
             return phone.fate, _FATE_CODES[phone.fate]
         return "delivered", None
 
     @staticmethod
-    def _takes_mms(message: EmMessage, phone: VirtualPhone | None) -> bool:
-        """Whether media can reach ``message.to``.
+    def _mms_route(message: EmMessage, phone: VirtualPhone | None) -> str:
+        """How media reaches ``message.to``: ``"mms"``, ``"converted"`` or
+        ``"refused"``.
 
-        twilio-facts §2.3 (support.twilio.com article 223179808): "MMS messaging
-        can only be sent within the US and Canada … MMS messages sent
-        internationally will be converted to SMS text messages with a URL link
-        to the media"; the converter is a per-Messaging-Service flag
-        (``mms_converter``, OAI-MSG), and error 30011 is "MMS not supported by
-        the receiving phone number in this region" (outbound: the handset does
-        not support MMS or has it disabled).
-
-        Our reading: a virtual phone decides by its own ``mms`` flag (a handset
-        without MMS fails with 30011 whatever the route); any other number gets
-        MMS only in the US and Canada. Elsewhere a message sent through a
-        Messaging Service is converted (delivered, the emulator keeps its media
-        in the resource); without one it is accepted by the API and then ends
-        ``undelivered`` with 30011 in the status callbacks.
+        Twilio: "MMS messaging can only be sent within the US and Canada ...
+        MMS messages sent internationally will be converted to SMS text
+        messages with a URL link to the media" (support.twilio.com article
+        223179808). That is the MMS Converter, "enabled by default"; it can be
+        switched off account-wide or per Messaging Service, and then the API
+        answers HTTP 400 instead (article 223181248; twilio-facts §2.3). So
+        with or without a Messaging Service, media to a number outside the US
+        and Canada is delivered as an SMS with a link, under its MM SID. The
+        emulator's account keeps the converter on, as a new Twilio account has
+        it. Error 30011 ("MMS not supported by the receiving phone number in
+        this region") is left for a handset that does not take MMS: a virtual
+        phone with ``mms=False``.
         """
-        if phone is not None:
-            return phone.mms
-        if region_of(message.to) in MMS_REGIONS:
-            return True
-        return message.messaging_service_sid is not None
+        if phone is not None and not phone.mms:
+            return "refused"
+        return "mms" if rules.mms_reaches(message.to) else "converted"
+
+    def _pick_sender(self, message: EmMessage) -> str | None:
+        """The sender a Messaging Service chooses from its pool: a number of
+        the recipient's country when it has one (Twilio's Country Code
+        Geomatch), else its first number."""
+        pool = self.state.service_numbers(message.messaging_service_sid or "")
+        if not pool:
+            return None
+        country = rules.region_of(message.to)
+        same = [n for n in pool if rules.region_of(n) == country]
+        return (same or pool)[0]
 
     def run_due(self, now: datetime | None = None) -> int:
         """Perform every status change due at ``now``, in order; return how many.
@@ -298,11 +307,14 @@ class Carrier:
         return done
 
     def _apply(self, step: _Step) -> bool:
-        title = codes.CODES[step.error_code].title if step.error_code else None
+        title = rules.error_title(step.error_code) if step.error_code else None
         with self.state.lock:
             message = self.state.get_message(step.sid)
             if message is None or message.status in _TERMINAL:
                 return False
+            if message.from_ is None:
+                # Leaving ``accepted``: the Messaging Service picks the sender.
+                message.from_ = self._pick_sender(message)
             updated = self.state.set_status(
                 step.sid, step.status, error_code=step.error_code, error_message=title
             )
@@ -319,7 +331,7 @@ class Carrier:
         params = {
             "AccountSid": message.account_sid,
             "ApiVersion": API_VERSION,
-            "From": message.from_,
+            "From": message.from_ or "",
             "MessageSid": message.sid,
             "MessageStatus": status,
             "SmsSid": message.sid,
@@ -344,7 +356,7 @@ class Carrier:
             "status callback %s of %s (to %s): your StatusCallback %s %s",
             status,
             message.sid,
-            mask(message.to),
+            _masked(message.to),
             _shown(url),
             _explain(answer, "StatusCallback", "POST"),
         )
@@ -378,14 +390,13 @@ class Carrier:
         with self.state.lock:
             sender = self.state.phones.get(phone)
         if sender is None:
-            raise ValueError(f"{mask(phone)} is not one of the sandbox's phones")
-        try:
-            to_e164 = normalize(to)
-        except InvalidPhoneNumber as exc:
-            raise ValueError(f"the number to text is not valid: {exc.reason}") from None
+            raise ValueError(f"{_masked(phone)} is not one of the sandbox's phones")
+        to_e164 = rules.read_number(to)
+        if to_e164 is None:
+            raise ValueError("the number to text is not valid: not a phone number")
         number = self.state.number_by_phone(to_e164)
         if number is None:
-            raise ValueError(f"{mask(to_e164)} is not one of the emulator's numbers")
+            raise ValueError(f"{_masked(to_e164)} is not one of the emulator's numbers")
         if not body and not files:
             raise ValueError("an empty message: give a text or a picture")
         if len(files) > MAX_MEDIA:
@@ -393,16 +404,6 @@ class Carrier:
 
         sid = new_sid("MM" if files else "SM")
         now = self.state.clock()
-        media: list[EmMedia] = []
-        with self.state.lock:
-            for data, content_type in files:
-                media_sid = new_sid("ME")
-                self.state.media_blobs[media_sid] = (bytes(data), content_type)
-                url = (
-                    f"{self.base_url}/{API_VERSION}/Accounts/{self.state.account_sid}"
-                    f"/Messages/{sid}/Media/{media_sid}"
-                )
-                media.append(EmMedia(media_sid, url, content_type))
         message = EmMessage(
             sid=sid,
             account_sid=self.state.account_sid,
@@ -411,7 +412,7 @@ class Carrier:
             to=number.phone_number,
             body=body,
             status="received",
-            media=media,
+            media=self._keep_pictures(sid, files),
             date_created=now,
             date_updated=now,
             date_sent=now,
@@ -422,24 +423,40 @@ class Carrier:
         logger.info(
             "inbound %s from %s to %s",
             sid,
-            mask(sender.number),
-            mask(number.phone_number),
+            _masked(sender.number),
+            _masked(number.phone_number),
         )
+        self._run_soon(lambda: self._deliver_inbound(message, number.sid, params))
+        return message
 
-        def job() -> None:
-            self._deliver_inbound(message, number.sid, params)
+    def _keep_pictures(
+        self, sid: str, files: Sequence[tuple[bytes, str]]
+    ) -> list[EmMedia]:
+        """Store a phone's pictures, served at Twilio's media URLs."""
+        media: list[EmMedia] = []
+        with self.state.lock:
+            for data, content_type in files:
+                media_sid = new_sid("ME")
+                self.state.media_blobs[media_sid] = (bytes(data), content_type)
+                url = (
+                    f"{self.base_url}/{API_VERSION}/Accounts/{self.state.account_sid}"
+                    f"/Messages/{sid}/Media/{media_sid}"
+                )
+                media.append(EmMedia(media_sid, url, content_type))
+        return media
 
+    def _run_soon(self, job: Callable[[], None]) -> None:
+        """On the carrier's thread, or now when it is not started."""
         if self.running:
             with self._lock:
                 self._jobs.append(job)
             self._wake.set()
         else:
             job()
-        return message
 
     def _opt_keywords(self, sender: VirtualPhone, number: EmNumber, body: str) -> None:
         """STOP blocks sends from ``number`` to the phone; START lifts it."""
-        keyword = classify(body)
+        keyword = rules.opt_keyword(body)
         pair = (sender.number, number.phone_number)
         with self.state.lock:
             if keyword == "stop":
@@ -449,9 +466,9 @@ class Carrier:
         if keyword in ("stop", "start"):
             logger.info(
                 "%s texted %s: sends from %s to it are %s",
-                mask(sender.number),
+                _masked(sender.number),
                 body.strip().upper(),
-                mask(number.phone_number),
+                _masked(number.phone_number),
                 "blocked (21610)" if keyword == "stop" else "allowed again",
             )
 
@@ -460,6 +477,8 @@ class Carrier:
     ) -> dict[str, str]:
         # A carrier that delivers a national-format sender: From is the number
         # as the phone displays it, and FromCountry says where to read it.
+        # Twilio derives FromCountry / ToCountry from the numbers themselves
+        # (ISO 3166 codes, twilio-facts §4.1), not from what a phone claims.
         from_ = sender.display if not sender.display.startswith("+") else sender.number
         params = {
             "AccountSid": message.account_sid,
@@ -467,18 +486,18 @@ class Carrier:
             "Body": message.body,
             "From": from_,
             "FromCity": "",
-            "FromCountry": sender.country,
+            "FromCountry": rules.region_of(sender.number) or "",
             "FromState": "",
             "FromZip": "",
             "MessageSid": message.sid,
             "NumMedia": str(len(message.media)),
-            "NumSegments": str(segment_info(message.body).segments),
+            "NumSegments": str(rules.segments(message.body).count),
             "SmsMessageSid": message.sid,
             "SmsSid": message.sid,
             "SmsStatus": "received",
             "To": number.phone_number,
             "ToCity": "",
-            "ToCountry": region_of(number.phone_number) or "",
+            "ToCountry": rules.region_of(number.phone_number) or "",
             "ToState": "",
             "ToZip": "",
         }
@@ -499,13 +518,13 @@ class Carrier:
                 number.sms_fallback_url,
                 number.sms_fallback_method,
             )
-        who = f"inbound {message.sid} from {mask(message.from_)}"
+        who = f"inbound {message.sid} from {_masked(message.from_)}"
         if not url:
             logger.warning(
                 "%s: the number %s has no SmsUrl, so no webhook was sent; set it "
                 "with client.incoming_phone_numbers(sid).update(sms_url=...)",
                 who,
-                mask(number.phone_number),
+                _masked(number.phone_number),
             )
             return
         answer = self._send_signed(url, method, params)
@@ -584,18 +603,18 @@ class Carrier:
         urls = [u for u in urls if u][:MAX_MEDIA]
         if not body and not urls:
             return
-        try:
-            to = normalize(verb.get("to") or inbound.from_)
-            from_ = normalize(verb.get("from") or number.phone_number)
-        except InvalidPhoneNumber as exc:
+        to = rules.read_number(verb.get("to") or inbound.from_ or "")
+        from_ = rules.read_number(verb.get("from") or number.phone_number)
+        if to is None or from_ is None:
             logger.warning(
-                "TwiML <Message> with an unusable number ignored: %s", exc.reason
+                "TwiML <Message> ignored: its %s is not a valid phone number",
+                "to" if to is None else "from",
             )
             return
         if (to, from_) in self.state.opted_out:
             logger.warning(
                 "TwiML <Message> to %s not sent: it texted STOP (Twilio error 21610)",
-                mask(to),
+                _masked(to),
             )
             return
         now = self.state.clock()
@@ -666,6 +685,15 @@ def guess_content_type(url: str) -> str:
     path = url.split("?", 1)[0].split("#", 1)[0]
     guessed, _ = mimetypes.guess_type(path)
     return guessed or "application/octet-stream"
+
+
+def _masked(number: str | None) -> str:
+    """A number for the log, its middle hidden: ``+1415***0199``."""
+    if not number:
+        return "-"
+    if len(number) <= 9:
+        return number[0] + "***" + number[-1]
+    return number[:5] + "***" + number[-4:]
 
 
 def _why(exc: requests.exceptions.ConnectionError) -> str:

@@ -16,6 +16,13 @@ talks to these endpoints, all JSON except the event stream:
 =====================================================  ==========================
 
 Bad input to the JSON endpoints is answered ``400 {"error": "..."}``.
+
+The page is the virtual phones' side of the emulator (it also runs with
+``--emulator-only``, with no bot at all), so it belongs to the emulator proper
+and imports nothing from textwire's core: its segment counter is the one Twilio
+applies (:func:`textwire.sandbox.rules.segments`), as is every limit it shows.
+Whoever assembles the sandbox may hand it richer advice on error codes
+(``PageConfig.explain``).
 """
 
 from __future__ import annotations
@@ -33,10 +40,7 @@ import phonenumbers
 from flask import Blueprint, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from textwire.codes import CODES, describe
-from textwire.errors import InvalidPhoneNumber
-from textwire.messages import MAX_BODY_CHARS, MAX_MEDIA, segment_info
-from textwire.phone import normalize
+from textwire.sandbox import rules
 from textwire.sandbox.carrier import Carrier
 from textwire.sandbox.state import EmMessage, EmulatorState, VirtualPhone
 
@@ -47,10 +51,9 @@ __all__ = [
     "PageConfig",
     "create_page_blueprint",
     "sniff_image",
-    "twilio_length",
 ]
 
-MAX_PICTURE_BYTES = 5 * 1024 * 1024
+MAX_PICTURE_BYTES = rules.MAX_MEDIA_BYTES
 """Largest total size of the pictures in one message (Twilio's MMS limit)."""
 
 HEARTBEAT_SECONDS = 15.0
@@ -103,12 +106,6 @@ STATUS_RANK = {
 }
 
 
-def twilio_length(body: str) -> int:
-    """The length Twilio holds against its 1600-character limit: UTF-16 code
-    units, so an emoji counts 2."""
-    return len(body) + sum(1 for char in body if ord(char) > 0xFFFF)
-
-
 def sniff_image(data: bytes) -> str | None:
     """The content type of a PNG, JPEG, GIF or WebP picture, else ``None``.
 
@@ -134,6 +131,8 @@ class PageConfig:
         heartbeat: seconds between keep-alive comments on an idle stream.
         stream_seconds: how long one event stream lasts before the browser
             has to reconnect.
+        explain: advice on a Twilio error code, shown with the code; Twilio's
+            title of the code alone when not given.
     """
 
     number: str
@@ -142,6 +141,7 @@ class PageConfig:
     stopping: threading.Event = dataclasses.field(default_factory=threading.Event)
     heartbeat: float = HEARTBEAT_SECONDS
     stream_seconds: float = STREAM_SECONDS
+    explain: Callable[[int], str | None] | None = None
     _streams: set[queue.Queue[dict[str, Any]]] = dataclasses.field(
         default_factory=set, init=False, repr=False
     )
@@ -195,7 +195,9 @@ def _international(number: str) -> str:
     )
 
 
-def _describe_error(code: object) -> tuple[str | None, str | None]:
+def _describe_error(
+    code: object, explain: Callable[[int], str | None] | None
+) -> tuple[str | None, str | None]:
     """(short reason, full advice) for a Twilio error code."""
     if code is None or code == "":
         return None, None
@@ -203,8 +205,8 @@ def _describe_error(code: object) -> tuple[str | None, str | None]:
         number = int(str(code))
     except ValueError:
         return str(code), None
-    entry = CODES.get(number)
-    return (entry.title if entry else None), describe(number)
+    title = rules.ERROR_TITLES.get(number)
+    return title, (explain(number) if explain is not None else title)
 
 
 class _Page:
@@ -238,7 +240,7 @@ class _Page:
         the error code explained."""
         shaped = dict(event)
         shaped["phone"] = self.phone_for(event.get("from"), event.get("to"))
-        reason, advice = _describe_error(event.get("error_code"))
+        reason, advice = _describe_error(event.get("error_code"), self.config.explain)
         shaped["reason"] = reason or event.get("error_message")
         shaped["advice"] = advice
         shaped["rank"] = STATUS_RANK.get(str(event.get("status")), 0)
@@ -259,20 +261,22 @@ class _Page:
         with self.state.lock:
             phones = [_phone_json(p) for p in self.state.phones.values()]
             owned = [n.phone_number for n in self.state.numbers.values()]
+            services = list(self.state.services)
         return {
             "account_sid": self.state.account_sid,
             "auth_token": self.state.auth_token,
             "number": self.config.number,
             "number_display": _international(self.config.number),
             "numbers": owned,
+            "messaging_services": services,
             "url": self.config.url,
             "api_url": self.config.url,
             "bot": self.config.bot_name,
             "emulator_only": self.config.bot_name is None,
             "phones": phones,
             "limits": {
-                "body_chars": MAX_BODY_CHARS,
-                "media": MAX_MEDIA,
+                "body_chars": rules.MAX_BODY_UNITS,
+                "media": rules.MAX_MEDIA,
                 "picture_bytes": MAX_PICTURE_BYTES,
             },
         }
@@ -283,18 +287,18 @@ class _Page:
         with self.state.lock:
             phone = self.state.phones.get(raw)
             if phone is None:
-                try:
-                    phone = self.state.phones.get(normalize(raw))
-                except InvalidPhoneNumber as exc:
-                    raise _BadInput(f"{raw!r} is not a phone number: {exc}") from None
+                number = rules.read_number(raw)
+                if number is None:
+                    raise _BadInput(f"{raw!r} is not a phone number")
+                phone = self.state.phones.get(number)
         if phone is None:
             raise _BadInput(f"no virtual phone {raw}")
         return phone
 
     def read_pictures(self) -> list[tuple[bytes, str]]:
         files = [f for f in request.files.getlist("media") if f.filename or f.mimetype]
-        if len(files) > MAX_MEDIA:
-            raise _BadInput(f"at most {MAX_MEDIA} pictures in one message")
+        if len(files) > rules.MAX_MEDIA:
+            raise _BadInput(f"at most {rules.MAX_MEDIA} pictures in one message")
         pictures: list[tuple[bytes, str]] = []
         total = 0
         for upload in files:
@@ -338,13 +342,13 @@ class _Page:
         pictures = self.read_pictures()
         if not body.strip() and not pictures:
             raise _BadInput("type a message or attach a picture")
-        if twilio_length(body) > MAX_BODY_CHARS:
-            raise _BadInput(f"a message holds at most {MAX_BODY_CHARS} characters")
+        if rules.utf16_length(body) > rules.MAX_BODY_UNITS:
+            raise _BadInput(
+                f"a message holds at most {rules.MAX_BODY_UNITS} characters"
+            )
         to = request.form.get("to") or self.config.number
-        try:
-            owned = self.state.number_by_phone(normalize(to))
-        except InvalidPhoneNumber:
-            owned = None
+        target = rules.read_number(to)
+        owned = self.state.number_by_phone(target) if target else None
         if owned is None:
             raise _BadInput(f"{to} is not one of the emulator's numbers")
         try:
@@ -357,17 +361,17 @@ class _Page:
 
     def segments(self) -> Response:
         body = request.args.get("body", "")
-        info = segment_info(body)
+        info = rules.segments(body)
+        length = rules.utf16_length(body)
         return jsonify(
             encoding=info.encoding,
             characters=info.characters,
-            segments=info.segments,
+            segments=info.count,
             per_segment=info.per_segment,
-            unicode_chars=list(info.unicode_chars),
-            text=str(info),
-            length=twilio_length(body),
-            too_long=twilio_length(body) > MAX_BODY_CHARS,
-            limit=MAX_BODY_CHARS,
+            unicode_chars=list(info.non_gsm),
+            length=length,
+            too_long=length > rules.MAX_BODY_UNITS,
+            limit=rules.MAX_BODY_UNITS,
         )
 
     def events(self) -> Response:

@@ -3,6 +3,10 @@
 Everything the REST API, the simulated carrier and the phone page share lives
 in one ``EmulatorState``, guarded by one lock. Every change is published as an
 event (a plain dict) to subscribers, which is how the phone page updates live.
+
+Part of the emulator proper (with ``rules``, ``api``, ``carrier`` and
+``page``): it imports nothing from textwire's core; Twilio's facts come from
+:mod:`textwire.sandbox.rules`.
 """
 
 from __future__ import annotations
@@ -10,33 +14,23 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import queue
-import secrets
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
-from textwire.messages import segment_info
-from textwire.phone import region_of
+from textwire.sandbox.rules import API_VERSION, mms_reaches, new_sid, segments
 
 __all__ = [
-    "API_VERSION",
     "EmMedia",
     "EmMessage",
     "EmNumber",
+    "EmService",
     "EmulatorState",
     "VirtualPhone",
-    "new_sid",
     "rfc2822",
 ]
-
-API_VERSION = "2010-04-01"
-
-
-def new_sid(prefix: str) -> str:
-    """A Twilio-shaped SID: two letters and 32 hex digits."""
-    return prefix + secrets.token_hex(16)
 
 
 def rfc2822(value: datetime | None) -> str | None:
@@ -64,7 +58,9 @@ class EmMessage:
     sid: str
     account_sid: str
     direction: str  # inbound | outbound-api | outbound-reply
-    from_: str
+    # None while a Messaging Service has not chosen the sender yet (OAI:
+    # ``from`` is nullable; status ``accepted``).
+    from_: str | None
     to: str
     body: str
     status: str
@@ -76,10 +72,17 @@ class EmMessage:
     date_created: datetime = dataclasses.field(default_factory=_utcnow)
     date_updated: datetime = dataclasses.field(default_factory=_utcnow)
     date_sent: datetime | None = None
+    # Media to a country without MMS, sent by Twilio's MMS Converter as an SMS
+    # with a link to the media (twilio-facts §2.3).
+    mms_converted: bool = False
 
     @property
     def num_segments(self) -> int:
-        return segment_info(self.body).segments if self.body else 1
+        """OAI: "For messages sent via a Messaging Service, ``num_segments`` is
+        initially ``0``, since a sender hasn't yet been assigned"."""
+        if self.messaging_service_sid and self.status == "accepted":
+            return 0
+        return segments(self.body).count
 
     def uri(self) -> str:
         return f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{self.sid}.json"
@@ -126,8 +129,9 @@ class EmMessage:
             "status": self.status,
             "error_code": self.error_code,
             "error_message": self.error_message,
+            "converted": self.mms_converted,
             "num_segments": self.num_segments,
-            "encoding": segment_info(self.body).encoding,
+            "encoding": segments(self.body).encoding,
             "date_created": self.date_created.isoformat(),
         }
 
@@ -168,7 +172,7 @@ class EmNumber:
         """
         mms = self.mms
         if mms is None:
-            mms = region_of(self.phone_number) in ("US", "CA")
+            mms = mms_reaches(self.phone_number)
         return {
             "account_sid": self.account_sid,
             "address_requirements": "none",
@@ -209,6 +213,21 @@ class EmNumber:
 
 
 @dataclasses.dataclass
+class EmService:
+    """A Messaging Service of the account: a pool of its numbers.
+
+    Attributes:
+        sid: ``MG…``.
+        friendly_name: a name for people.
+        number_sids: the ``PN…`` SIDs of the numbers in its sender pool.
+    """
+
+    sid: str
+    friendly_name: str
+    number_sids: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
 class VirtualPhone:
     """A phone in the sandbox that texts the bot's number.
 
@@ -216,6 +235,8 @@ class VirtualPhone:
         number: E.164.
         label: a name for people ("Ana, San Francisco").
         display: the number as a person would type it (national formats too).
+        country: the country shown on the page. The webhooks' ``FromCountry``
+            is always the number's own country, as Twilio sends it.
         fate: what the simulated carrier does with messages to it:
             ``delivered`` (default), ``undelivered`` or ``failed``.
     """
@@ -244,6 +265,7 @@ class EmulatorState:
         self.lock = threading.RLock()
         self.messages: dict[str, EmMessage] = {}
         self.numbers: dict[str, EmNumber] = {}
+        self.services: dict[str, EmService] = {}
         self.phones: dict[str, VirtualPhone] = {}
         # (recipient, sender) pairs where the recipient texted STOP.
         self.opted_out: set[tuple[str, str]] = set()
@@ -271,6 +293,32 @@ class EmulatorState:
                 if number.phone_number == phone_number:
                     return number
             return None
+
+    def add_service(
+        self,
+        friendly_name: str,
+        numbers: list[EmNumber] | None = None,
+        *,
+        sid: str | None = None,
+    ) -> EmService:
+        """A Messaging Service whose pool holds ``numbers`` (none by default)."""
+        with self.lock:
+            service = EmService(
+                sid=sid or new_sid("MG"),
+                friendly_name=friendly_name,
+                number_sids=[n.sid for n in numbers or []],
+            )
+            self.services[service.sid] = service
+            return service
+
+    def service_numbers(self, sid: str) -> list[str] | None:
+        """The phone numbers of service ``sid``'s pool; None: no such service."""
+        with self.lock:
+            service = self.services.get(sid)
+            if service is None:
+                return None
+            pool = (self.numbers.get(n) for n in service.number_sids)
+            return [n.phone_number for n in pool if n is not None]
 
     def add_phone(self, phone: VirtualPhone) -> VirtualPhone:
         with self.lock:

@@ -188,7 +188,10 @@
 
   function bubble(m) {
     var mine = m.direction === "inbound";      // the phone sent it
-    var media = (m.media || []).map(function (item) {
+    // Twilio's MMS Converter: no MMS to this country, so the phone gets an
+    // SMS with a link to each picture instead of the pictures.
+    var converted = !!m.converted;
+    var media = converted ? [] : (m.media || []).map(function (item) {
       var img = el("img", { className: "media", src: item.url, alt: "picture", "data-testid": "media" });
       img.addEventListener("load", keepAtBottom);
       return el("a", { href: item.url, target: "_blank", rel: "noopener", className: "media-link" }, [img]);
@@ -196,6 +199,10 @@
     var parts = [];
     if (media.length) parts.push(el("div", { className: "media-grid" + (media.length > 1 ? " multi" : "") }, media));
     if (m.body) parts.push(el("div", { className: "text" }, [linkify(m.body)]));
+    if (converted && (m.media || []).length) {
+      parts.push(el("div", { className: "text converted", "data-testid": "converted-media" },
+        [linkify((m.media || []).map(function (item) { return item.url; }).join("\n"))]));
+    }
     var row = el("div", {
       className: "row " + (mine ? "mine" : "theirs") + (media.length ? " has-media" : ""),
       "data-sid": m.sid,
@@ -243,9 +250,11 @@
       return;
     }
     var isNew = !messages[m.sid];
+    // Converted to SMS by the carrier after the bubble was drawn: redraw it.
+    var reshaped = !isNew && !!messages[m.sid].converted !== !!m.converted;
     if (!upsert(m)) return;
     var node = els.thread.querySelector('.row[data-sid="' + m.sid + '"]');
-    if (node && !isNew) {
+    if (node && !isNew && !reshaped) {
       var meta = node.querySelector(".meta");
       if (m.direction !== "inbound" && meta) {
         meta.textContent = "";
