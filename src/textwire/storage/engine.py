@@ -53,6 +53,7 @@ class Database:
         if self.dialect not in ("sqlite", "postgresql"):
             raise StorageError(f"unsupported database {self.dialect!r}")
         self._write_lock = _SqliteWriteLock.for_url(self.url)
+        self._dbapi_error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
         self._head: str | None = None
 
     def __repr__(self) -> str:
@@ -73,6 +74,38 @@ class Database:
                 yield conn
         except SQLAlchemyError as exc:
             raise StorageError(f"database error: {exc.__class__.__name__}") from exc
+
+    @contextmanager
+    def raw_begin(self) -> Iterator[Any]:
+        """One write transaction on the driver's own connection and cursor
+        (yielded), for :class:`Prepared` statements on the hottest path (the
+        webhook's insert): no SQLAlchemy connection, transaction or event in
+        between. Committed on success, rolled back on error.
+
+        Raises:
+            StorageError: the database failed (the connection is discarded).
+        """
+        with self._write_lock:
+            try:
+                raw = self.engine.raw_connection()
+            except SQLAlchemyError as exc:
+                raise StorageError(f"database error: {exc.__class__.__name__}") from exc
+            cursor = raw.cursor()
+            try:
+                if self.dialect == "sqlite":
+                    cursor.execute("BEGIN IMMEDIATE")  # as _sqlite_on_begin does
+                yield cursor
+                raw.commit()
+            except self._dbapi_error as exc:
+                # The connection may be a dead one (a server restart): drop it.
+                raw.invalidate()
+                raise StorageError(f"database error: {exc.__class__.__name__}") from exc
+            except BaseException:
+                raw.rollback()
+                raise
+            finally:
+                cursor.close()
+                raw.close()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -159,6 +192,7 @@ class Prepared:
             if self.positional
             else list(compiled.binds)
         )
+        self._unique = list(dict.fromkeys(self.names))
         self._fixed: dict[str, Any] = {}
         self._convert: dict[str, Any] = {}
         for name in self.names:
@@ -173,13 +207,20 @@ class Prepared:
     def parameters(self, values: dict[str, Any]) -> Any:
         """The driver's parameters for ``values`` (tuple or dict, converted)."""
         converted: dict[str, Any] = {}
-        for name in self.names:
+        for name in self._unique:
             value = values[name] if name in values else self._fixed[name]
             convert = self._convert[name]
             converted[name] = convert(value) if convert is not None else value
         if self.positional:
-            return tuple(converted[name] for name in self.names)
+            return tuple([converted[name] for name in self.names])
         return converted
+
+    def fetch_first(self, cursor: Any, values: dict[str, Any]) -> Any:
+        """Execute on a driver cursor (:meth:`Database.raw_begin`); the first
+        row's first column, or ``None``."""
+        cursor.execute(self.sql, self.parameters(values))
+        row = cursor.fetchone()
+        return row[0] if row else None
 
     def first(self, conn: Connection, values: dict[str, Any]) -> Any:
         """Execute in ``conn``'s transaction; the first row's first column

@@ -172,15 +172,15 @@ class SqlInbox:
             "claimed_by": claim_for,
             "lease_until": now + lease if claim_for and lease else None,
         }
-        with self.db.begin() as conn:
+        with self.db.raw_begin() as cursor:
             if self.db.dialect == "postgresql":
-                inbox_id: int | None = self._fast_pg.first(conn, values)
+                inbox_id: int | None = self._fast_pg.fetch_first(cursor, values)
                 return inbox_id
-            message_id = self._fast_message.first(conn, values)
+            message_id = self._fast_message.fetch_first(cursor, values)
             if message_id is None:
                 return None
             values["message_id"] = message_id
-            return int(self._fast_inbox.first(conn, values))
+            return int(self._fast_inbox.fetch_first(cursor, values))
 
     # -- the worker ------------------------------------------------------------
 
