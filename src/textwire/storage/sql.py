@@ -773,6 +773,8 @@ def _now() -> datetime:
 
 
 def _make_engine(url: str) -> Engine:
+    # hide_parameters: SQLAlchemy's error messages would otherwise list every
+    # bound value (numbers, bodies), and they end up in tracebacks and logs.
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database in (None, "", ":memory:"):
@@ -780,12 +782,18 @@ def _make_engine(url: str) -> Engine:
                 "an in-memory SQLite database cannot be shared by the web server "
                 "and the send worker; use a file, e.g. sqlite:///textwire.db"
             )
-        engine = create_engine(url, pool_size=8, max_overflow=8)
+        engine = create_engine(url, pool_size=8, max_overflow=8, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=10,
+            hide_parameters=True,
+        )
     raise StorageError(
         f"unsupported database URL scheme {parsed.drivername!r}: use sqlite:/// "
         "or postgresql://"
