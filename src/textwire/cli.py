@@ -637,7 +637,11 @@ def send(
     if probe or settings.probe_media:
         from textwire.media import probe_media
 
-        problems = probe_media(reply.media)
+        problems = probe_media(
+            reply.media,
+            allow_private=settings.allow_private_media,
+            own_url=settings.public_url,
+        )
         if problems:
             raise click.UsageError("media check failed:\n  " + "\n  ".join(problems))
 
