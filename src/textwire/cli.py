@@ -157,6 +157,8 @@ def run(
 
     import waitress
 
+    from textwire.server import proxy_options
+
     base = settings.public_url or f"http://{host}:{port}"
     out.print(
         f"[bold]textwire[/] serving bot [cyan]{bot.name}[/] on http://{host}:{port}"
@@ -164,6 +166,15 @@ def run(
     out.print(f"  inbound webhook  {base}/twilio/sms   (POST)")
     out.print(f"  status callback  {base}/twilio/status")
     out.print(f"  database         {store!r}")
+    if not settings.public_url:
+        out.print(
+            "  public URL       from the request; X-Forwarded-Proto/-Host believed "
+            + (
+                f"from {settings.trusted_proxy}"
+                if settings.trusted_proxy
+                else "from nobody (TEXTWIRE_TRUSTED_PROXY=none)"
+            )
+        )
     if worker is None:
         out.print("  send worker      off (--no-worker): run `textwire worker`")
     elif dry_run:
@@ -180,7 +191,13 @@ def run(
     if worker:
         worker.start()
     try:
-        waitress.serve(app, sockets=[sock], threads=threads, ident="textwire")
+        waitress.serve(
+            app,
+            sockets=[sock],
+            threads=threads,
+            ident="textwire",
+            **proxy_options(settings.trusted_proxy),
+        )
     finally:
         if worker:
             worker.stop()
