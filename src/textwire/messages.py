@@ -718,11 +718,12 @@ def _media(form: Mapping[str, str], index: int, count: int) -> Media:
     return Media(url, kind)
 
 
-# A status is one of Twilio's lowercase words (queued, sent, delivered …; the
-# column holds 32). Error codes have five digits (30003, 63016): one more as
-# slack, and well inside the Integer column. The outbox id is textwire's own
-# (a 64-bit column), echoed back in the StatusCallback URL.
-_STATUS = re.compile(r"[a-z_]{1,32}")
+# A status is a lowercase word (queued, sent, delivered …; the column holds
+# 32). Unknown ones are kept and counted as "other", so any word will do.
+# Error codes have five digits (30003, 63016): one more as slack, and well
+# inside the Integer column. The outbox id is textwire's own (a 64-bit
+# column), echoed back in the StatusCallback URL.
+_STATUS = re.compile(r"[a-z0-9_-]{1,32}")
 _MAX_ERROR_CODE = 999_999
 _MAX_OUTBOX_ID = 2**63 - 1
 
