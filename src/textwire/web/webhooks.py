@@ -12,7 +12,7 @@ from textwire import metrics
 from textwire.errors import MalformedWebhook
 from textwire.messages import Inbound, StatusCallback
 from textwire.service import handle_inbound
-from textwire.web.errors import plain_error
+from textwire.web.errors import plain_error, register_database_errors
 from textwire.web.runtime import current_runtime
 from textwire.web.security import public_base_url, verify_signature
 from textwire.web.twiml import EMPTY_TWIML, render_replies, twiml_response
@@ -25,6 +25,8 @@ MAX_FORM_PARTS = 200
 
 bp = Blueprint("textwire_webhooks", __name__, url_prefix="/twilio")
 bp.register_error_handler(HTTPException, plain_error)
+# Database down: 503 with Retry-After, never a 200 for an unstored message.
+register_database_errors(bp)
 
 
 @bp.before_request
