@@ -46,12 +46,16 @@ def database_unavailable(exc: Exception) -> Response:
     log line, no traceback: during an outage every request ends here.
     """
     cause = exc.__cause__ if isinstance(exc, StorageError) else exc
+    # The first line of the driver's message says why (refused, no such
+    # table); the lines after it hold the SQL. Bound values are never in it:
+    # the engines hide them (hide_parameters).
+    why = str(cause or exc).strip().splitlines()
     logger.error(
-        "%s %s: database unavailable (%s%s); answered 503",
+        "%s %s: database unavailable (%s: %s); answered 503",
         request.method,
         request.path,
-        exc.__class__.__name__,
-        f" from {cause.__class__.__name__}" if cause is not exc and cause else "",
+        (cause or exc).__class__.__name__,
+        why[0][:300] if why else "no detail",
     )
     response = Response(
         "503 Service Unavailable: the database is not answering, nothing was "
