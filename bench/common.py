@@ -11,8 +11,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -93,21 +91,18 @@ def free_port() -> int:
 
 
 def wait_http(
-    url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None
+    url: str, timeout: float = 120.0, proc: subprocess.Popen[bytes] | None = None
 ) -> None:
-    """Wait until ``url`` answers (any HTTP status), or fail."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+    """Wait until ``url`` answers (any HTTP status), or fail with the log of
+    ``proc`` (when this module started it): tests/waiting.py does the waiting."""
+    from tests.waiting import ANY_ANSWER, wait_for_server
+
+    log = LOGS.get(proc.pid) if proc is not None else None
+    wait_for_server(url, proc=proc, log=log, ready=ANY_ANSWER, deadline=timeout)
+
+
+# The log file of each process Procs started, by pid (for wait_http's report).
+LOGS: dict[int, Path] = {}
 
 
 class Procs:
@@ -139,6 +134,7 @@ class Procs:
         out.close()
         self.procs.append(proc)
         self.logs.append(path)
+        LOGS[proc.pid] = path
         return proc
 
     def stop(self, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:

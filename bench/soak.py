@@ -387,13 +387,21 @@ class Processes:
         self.procs[name] = proc
         return proc
 
+    def log_of(self, name: str) -> Path:
+        return self.work / f"{name}-{self.counts[name]}.log"
+
     def check(self) -> None:
         for name, proc in self.procs.items():
             if proc.poll() is not None:
-                tail = (self.work / f"{name}-{self.counts[name]}.log").read_text()[
-                    -3000:
-                ]
+                tail = self.log_of(name).read_text()[-3000:]
                 raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
+
+    def wait_ready(self, name: str, url: str) -> None:
+        """Wait until ``url`` answers 200 (tests/waiting.py), or fail with the
+        log of ``name``."""
+        from tests.waiting import wait_for_server
+
+        wait_for_server(url, proc=self.procs[name], log=self.log_of(name), what=name)
 
     def stop_all(self) -> None:
         for proc in self.procs.values():
@@ -429,16 +437,6 @@ def wait_until(
             raise TimeoutError(f"{what}: not within {timeout:.0f} s")
         tick.wait(every)
     return time.monotonic() - started
-
-
-def answers(url: str) -> bool:
-    import requests
-
-    try:
-        with requests.get(url, timeout=2) as response:
-            return response.status_code == 200
-    except requests.RequestException:
-        return False
 
 
 @contextmanager
@@ -652,12 +650,7 @@ def run_soak(cfg: SoakConfig, work: Path) -> dict[str, Any]:
                     str(cfg.seed),
                 ],
             )
-            wait_until(
-                lambda: answers(emulator_url + "/healthz"),
-                "the emulator",
-                60,
-                check=procs.check,
-            )
+            procs.wait_ready("emulator", emulator_url + "/healthz")
             procs.start(
                 "gunicorn",
                 [
@@ -673,9 +666,7 @@ def run_soak(cfg: SoakConfig, work: Path) -> dict[str, Any]:
                     "textwire.web:create_app()",
                 ],
             )
-            wait_until(
-                lambda: answers(web_url + "/healthz"), "gunicorn", 60, check=procs.check
-            )
+            procs.wait_ready("gunicorn", web_url + "/healthz")
             worker_args = [
                 python,
                 "-m",

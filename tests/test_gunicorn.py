@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import requests
 from textwire.storage.sql import SqlStore
 
 from .conftest import ACCOUNT_SID, AUTH_TOKEN, BOT_NUMBER, make_form, sign
+from .waiting import wait_for_server
 
 pytestmark = pytest.mark.postgres
 
@@ -61,17 +61,9 @@ def gunicorn(postgres_url: str, tmp_path: Path) -> Iterator[tuple[str, SqlStore]
     )
     log.close()
     try:
-        wait = threading.Event()
-        for _ in range(200):
-            try:
-                with requests.get(url + "/healthz", timeout=1) as response:
-                    if response.status_code == 200:
-                        break
-            except requests.ConnectionError:
-                pass
-            if proc.poll() is not None:
-                pytest.fail((tmp_path / "gunicorn.log").read_text())
-            wait.wait(0.1)
+        wait_for_server(
+            url + "/healthz", proc=proc, log=tmp_path / "gunicorn.log", what="gunicorn"
+        )
         yield url, store
     finally:
         proc.terminate()

@@ -133,9 +133,10 @@ def test_three_workers_drain_one_outbox_once_each_in_order(
         for part in (1, 2, 3)
         for phone in phones
     ]
-    # When three worker processes drain it against a 200 ms API
+    # When three worker processes drain it against a 200 ms API (four sends
+    # at a time each, so that one worker cannot take every row)
     for _ in range(3):
-        spawn_worker()
+        spawn_worker(TEXTWIRE_WORKER_CONCURRENCY="4")
     wait_for(lambda: all_sent(pg_store, ids))
     # Then every message was created exactly once ...
     sent = outbox_ids_sent(slow_api)

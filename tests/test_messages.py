@@ -920,6 +920,7 @@ def test_module_exports() -> None:
             "Media",
             "Reply",
             "SegmentInfo",
+            "StatusCallback",
             "check_media_url",
             "segment_info",
             "split_body",

@@ -14,8 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -44,6 +43,7 @@ from .conftest import (
     make_form,
     sign,
 )
+from .waiting import wait_for_server
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -354,24 +354,6 @@ def _free_port() -> int:
     return port
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
-    tick = threading.Event()
-    deadline = datetime.now(UTC) + timedelta(seconds=timeout)
-    while not condition():
-        if datetime.now(UTC) > deadline:
-            pytest.fail(f"{what}: not within {timeout:.0f} s")
-        tick.wait(0.05)
-
-
-def _answers(url: str) -> bool:
-    try:
-        with requests.get(url, timeout=2) as response:
-            return response.status_code == 200
-    except requests.ConnectionError:
-        return False
-
-
 @pytest.fixture
 def multiproc_env(tmp_path: Path, sqlite_url: str) -> Iterator[dict[str, str]]:
     store = SqlStore(sqlite_url)
@@ -423,7 +405,12 @@ def test_two_gunicorn_processes_add_up(
             )
             log.close()
             url = f"http://127.0.0.1:{port}"
-            wait_for(lambda url=url: _answers(url + "/healthz"), f"gunicorn {n}")
+            wait_for_server(
+                url + "/healthz",
+                proc=procs[-1],
+                log=tmp_path / f"gunicorn-{n}.log",
+                what=f"gunicorn {n}",
+            )
             urls.append(url)
 
         def post(url: str, form: dict[str, str]) -> None:
@@ -575,7 +562,9 @@ def test_a_worker_serves_its_own_metrics(
     log.close()
     url = f"http://127.0.0.1:{port}/metrics"
     try:
-        wait_for(lambda: _answers(url), "the worker's metrics")
+        wait_for_server(
+            url, proc=proc, log=tmp_path / "worker.log", what="the worker's metrics"
+        )
         with requests.get(url, timeout=10) as response:
             samples = parse(response.text)
         assert value(samples, "textwire_outbox_depth") == 1

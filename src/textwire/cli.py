@@ -150,6 +150,8 @@ def run(
 
     import waitress
 
+    from textwire.server import proxy_options
+
     base = settings.public_url or f"http://{host}:{port}"
     out.print(
         f"[bold]textwire[/] serving bot [cyan]{bot.name}[/] on http://{host}:{port}"
@@ -157,6 +159,15 @@ def run(
     out.print(f"  inbound webhook  {base}/twilio/sms   (POST)")
     out.print(f"  status callback  {base}/twilio/status")
     out.print(f"  database         {store!r}")
+    if not settings.public_url:
+        out.print(
+            "  public URL       from the request; X-Forwarded-Proto/-Host believed "
+            + (
+                f"from {settings.trusted_proxy}"
+                if settings.trusted_proxy
+                else "from nobody (TEXTWIRE_TRUSTED_PROXY=none)"
+            )
+        )
     if worker is None:
         out.print("  worker           off (--no-worker): run `textwire worker`")
     elif dry_run:
@@ -177,7 +188,13 @@ def run(
         )
     stack.start_worker()
     try:
-        waitress.serve(app, sockets=[sock], threads=threads, ident="textwire")
+        waitress.serve(
+            app,
+            sockets=[sock],
+            threads=threads,
+            ident="textwire",
+            **proxy_options(settings.trusted_proxy),
+        )
     finally:
         stack.close()
 
@@ -651,7 +668,11 @@ def send(
     if probe or settings.probe_media:
         from textwire.media import probe_media
 
-        problems = probe_media(reply.media)
+        problems = probe_media(
+            reply.media,
+            allow_private=settings.allow_private_media,
+            own_url=settings.public_url,
+        )
         if problems:
             raise click.UsageError("media check failed:\n  " + "\n  ".join(problems))
 

@@ -8,6 +8,7 @@ that names the variable. Everything else receives a ``Settings`` object.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 from collections.abc import Mapping
@@ -61,6 +62,10 @@ class Settings:
     # Webhook security and limits
     validate_signatures: bool = True
     max_request_bytes: int = 64 * 1024
+    # `textwire run`: the one address whose X-Forwarded-Proto/-Host/-For
+    # waitress believes (a proxy or tunnel agent on this machine by default;
+    # "*" for any, None, or "none" in the environment, for none)
+    trusted_proxy: str | None = "127.0.0.1"
     # Worker: handling the inbox. Handlers run in a pool of their own
     # (async def ones on the worker's event loop), each within the timeout.
     handler_concurrency: int = 32
@@ -136,6 +141,7 @@ class Settings:
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_env_name(name)} must be greater than 0")
+        object.__setattr__(self, "trusted_proxy", _check_proxy(self.trusted_proxy))
         if self.max_request_bytes < 1024:
             raise ConfigError("TEXTWIRE_MAX_REQUEST_BYTES must be at least 1024")
         object.__setattr__(self, "reply_mode", str(self.reply_mode).strip().lower())
@@ -238,6 +244,26 @@ def _check_url(url: str) -> str:
             f"{url!r} is not an absolute http(s) URL (expected e.g. https://example.com)"
         )
     return url.strip().rstrip("/")
+
+
+def _check_proxy(raw: str | None) -> str | None:
+    """An IP address as waitress compares it (its text form), ``*`` or None.
+
+    Waitress compares the peer's address as text, so a name or a network
+    would never match: refuse them rather than trust nothing silently.
+    """
+    if raw is None or raw.strip().lower() in ("", "none", "off", "false"):
+        return None
+    text = raw.strip()
+    if text == "*":
+        return text
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ConfigError(
+            "TEXTWIRE_TRUSTED_PROXY must be the IP address of the proxy in front "
+            f"of `textwire run` (e.g. 127.0.0.1), * or none, not {raw!r}"
+        ) from None
 
 
 def _check_domain(raw: str) -> str:

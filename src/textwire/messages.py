@@ -38,6 +38,7 @@ __all__ = [
     "Media",
     "Reply",
     "SegmentInfo",
+    "StatusCallback",
     "check_media_url",
     "segment_info",
     "split_body",
@@ -459,6 +460,78 @@ def split_body(body: str, limit: int = MAX_BODY_CHARS) -> list[str]:
     return parts
 
 
+# -- what Twilio sends, bounded at the edge ---------------------------------------
+#
+# A value Twilio never sends is refused with MalformedWebhook (a 400) before it
+# reaches int(), a column or a handler; each bound below is what Twilio
+# documents, with slack, and fits the column it is stored in.
+
+# "Incoming messages to Twilio that exceed 1600 characters will be truncated to
+# 1600 characters" (support article 360033806753, "Maximum Message Length with
+# Twilio Programmable Messaging"). Twilio counts an emoji as more than one
+# character; twice the limit in UTF-16 units leaves room for that. Stored as Text.
+_MAX_INBOUND_BODY = 2 * MAX_BODY_CHARS
+# Twilio reassembles a concatenated SMS; its header numbers the parts in one
+# octet (3GPP TS 23.040 §9.2.3.24.1), so no text has more than 255. Integer column.
+_MAX_INBOUND_SEGMENTS = 255
+# OpenAPI: AccountSid ^AC[0-9a-fA-F]{32}$, MessagingServiceSid ^MG[0-9a-fA-F]{32}$
+# (34 characters; the columns hold 64).
+_ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
+_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
+# From / To as Twilio writes them: E.164 is at most 16 characters,
+# whatsapp:+E.164 25, a sender ID 11. The normalized value goes in String(64).
+_MAX_ADDRESS = 64
+# Media: Twilio's own media URLs are about 150 characters; a media type is at
+# most 127 + 1 + 127 characters (RFC 6838) plus parameters.
+_MEDIA_URL = re.compile(r"https?://[^\x00-\x20\x7f]+", re.IGNORECASE)
+_MAX_MEDIA_URL = 2048
+_CONTENT_TYPE = re.compile(r"[!-~][ -~]*")
+_MAX_CONTENT_TYPE = 255
+# Short fields Twilio fills with a word, a code or a place name. Fields not
+# listed (Twilio adds some without notice) are kept whatever their length:
+# the request as a whole is bounded by TEXTWIRE_MAX_REQUEST_BYTES.
+_SHORT_FIELDS = (
+    "FromCity",
+    "FromState",
+    "FromZip",
+    "FromCountry",
+    "ToCity",
+    "ToState",
+    "ToZip",
+    "ToCountry",
+    "SmsMessageSid",
+    "SmsStatus",
+    "ApiVersion",
+    "OptOutType",
+)
+_MAX_SHORT_FIELD = 128
+# Past 19 digits a count is "too big" without converting it: int() refuses
+# strings of more than 4,300 digits, and no bound here needs 20.
+_MAX_DIGITS = 19
+_TOO_BIG: int = 10**_MAX_DIGITS
+
+
+def _decimal(raw: str) -> int | None:
+    """``raw`` (already stripped) as a non-negative int; ``None`` unless it is
+    plain ASCII digits; ``_TOO_BIG`` for more than 19 significant digits."""
+    if not _UNSIGNED.fullmatch(raw):
+        return None
+    if len(raw.lstrip("0")) > _MAX_DIGITS:
+        return _TOO_BIG
+    return int(raw)
+
+
+def _clean(value: str) -> str:
+    """Free text without NUL characters.
+
+    NUL is dropped, not refused: PostgreSQL text cannot hold U+0000 and no
+    phone shows it, while a 400 would lose a person's message (Twilio does not
+    retry a 4xx). Structured fields (SIDs, numbers, counts, media) are checked
+    against their shape instead, which a NUL never fits.
+    """
+    return value.replace("\x00", "")
+
+
 def _field(form: Mapping[str, str], key: str) -> str | None:
     """One form value (the first, for a MultiDict), or None when absent."""
     value = form.get(key)
@@ -498,6 +571,11 @@ def _sender(
     raw = _field(form, key)
     if raw is None or not raw.strip():
         raise MalformedWebhook(f"webhook form has no {key}")
+    if len(raw) > _MAX_ADDRESS or "\x00" in raw:
+        raise MalformedWebhook(
+            f"webhook {key} is not a phone number, short code or sender ID: "
+            f"{_show(raw)} (Twilio sends at most {_MAX_ADDRESS} characters)"
+        )
     country = _form_region(raw, _optional(form, country_key))
     try:
         return _normalize_in(raw, country, region)
@@ -542,7 +620,8 @@ class Inbound:
         num_segments: how many segments the text arrived in, when Twilio says.
         from_country: ``FromCountry`` as Twilio sent it (``"US"``), if any.
         to_country: ``ToCountry`` as Twilio sent it, if any.
-        params: every form field as received (first value per key), read-only.
+        params: every form field as received (first value per key), with NUL
+            characters removed; read-only.
 
     Example:
         >>> msg = Inbound.from_form({
@@ -601,15 +680,17 @@ class Inbound:
 
         Raises:
             MalformedWebhook: a field Twilio always sends is missing, or a value
-                is impossible (bad SID, unreadable number, bad NumMedia,
-                missing MediaUrlN, bad NumSegments). The message never contains
-                the body or a full phone number.
+                is one Twilio never sends (bad SID, unreadable number, bad
+                NumMedia, missing or odd MediaUrlN, bad NumSegments, a body or
+                a field far over Twilio's limits). The message never contains
+                the body or a full phone number. NUL characters are removed
+                from the body and the other free text, not refused.
         """
         params: dict[str, str] = {}
         for key in form:
             value = _field(form, key)
             if value is not None:
-                params[str(key)] = value
+                params[_clean(str(key))] = _clean(value)
 
         sid = _field(form, "MessageSid") or _field(form, "SmsSid")
         if not sid:
@@ -622,6 +703,30 @@ class Inbound:
         account_sid = _optional(form, "AccountSid")
         if account_sid is None:
             raise MalformedWebhook("webhook form has no AccountSid")
+        if not _ACCOUNT_SID.fullmatch(account_sid):
+            raise MalformedWebhook(
+                "webhook AccountSid is not a Twilio account SID (expected AC and "
+                f"32 hex digits; got {len(account_sid)} characters)"
+            )
+        service_sid = _optional(form, "MessagingServiceSid")
+        if service_sid is not None and not _SERVICE_SID.fullmatch(service_sid):
+            raise MalformedWebhook(
+                "webhook MessagingServiceSid is not a Messaging Service SID "
+                f"(expected MG and 32 hex digits; got {len(service_sid)} characters)"
+            )
+        for key in _SHORT_FIELDS:
+            if len(params.get(key, "")) > _MAX_SHORT_FIELD:
+                raise MalformedWebhook(
+                    f"webhook {key} is {_show(params[key])}; Twilio sends at most "
+                    f"{_MAX_SHORT_FIELD} characters there"
+                )
+        body = params.get("Body", "")
+        if _utf16_len(body) > _MAX_INBOUND_BODY:
+            raise MalformedWebhook(
+                f"webhook Body is {_utf16_len(body)} characters long (UTF-16 "
+                f"units); Twilio truncates incoming texts at {MAX_BODY_CHARS} "
+                f"characters (textwire accepts up to {_MAX_INBOUND_BODY} units)"
+            )
 
         from_ = _sender(form, "From", "FromCountry", region)
         to = _sender(form, "To", "ToCountry", region)
@@ -630,48 +735,148 @@ class Inbound:
         raw_num_media = _field(form, "NumMedia")
         if raw_num_media is not None:
             raw_num_media = raw_num_media.strip()
-            if not _UNSIGNED.fullmatch(raw_num_media):
+            count = _decimal(raw_num_media)
+            if count is None:
                 raise MalformedWebhook(
                     "webhook NumMedia must be a non-negative integer, "
                     f"got {_show(raw_num_media)}"
                 )
-            num_media = int(raw_num_media)
-            if num_media > _MAX_INBOUND_MEDIA:
+            if count > _MAX_INBOUND_MEDIA:
                 raise MalformedWebhook(
                     f"webhook NumMedia is {_show(raw_num_media, quote=False)}; "
                     f"Twilio sends at most "
                     f"{MAX_MEDIA} media (textwire accepts up to {_MAX_INBOUND_MEDIA})"
                 )
-        media: list[Media] = []
-        for index in range(num_media):
-            url = _optional(form, f"MediaUrl{index}")
-            if url is None:
-                raise MalformedWebhook(
-                    f"webhook NumMedia is {num_media} but MediaUrl{index} is missing"
-                )
-            media.append(Media(url, _optional(form, f"MediaContentType{index}")))
+            num_media = count
+        media = tuple(_media(form, index, num_media) for index in range(num_media))
 
         num_segments: int | None = None
         raw_segments = _field(form, "NumSegments")
         if raw_segments is not None:
             raw_segments = raw_segments.strip()
-            if not _UNSIGNED.fullmatch(raw_segments) or int(raw_segments) < 1:
+            num_segments = _decimal(raw_segments)
+            if num_segments is None or num_segments < 1:
                 raise MalformedWebhook(
                     "webhook NumSegments must be a positive integer, "
                     f"got {_show(raw_segments)}"
                 )
-            num_segments = int(raw_segments)
+            if num_segments > _MAX_INBOUND_SEGMENTS:
+                raise MalformedWebhook(
+                    f"webhook NumSegments is {_show(raw_segments, quote=False)}; "
+                    f"a text has at most {_MAX_INBOUND_SEGMENTS} segments"
+                )
 
         return cls(
             sid=sid,
             account_sid=account_sid,
             from_=from_,
             to=to,
-            body=_field(form, "Body") or "",
-            media=tuple(media),
-            messaging_service_sid=_optional(form, "MessagingServiceSid"),
+            body=body,
+            media=media,
+            messaging_service_sid=service_sid,
             num_segments=num_segments,
-            from_country=_optional(form, "FromCountry"),
-            to_country=_optional(form, "ToCountry"),
+            from_country=_optional(params, "FromCountry"),
+            to_country=_optional(params, "ToCountry"),
             params=MappingProxyType(params),
         )
+
+
+def _media(form: Mapping[str, str], index: int, count: int) -> Media:
+    """``MediaUrl{index}`` and ``MediaContentType{index}``, checked."""
+    url = _optional(form, f"MediaUrl{index}")
+    if url is None:
+        raise MalformedWebhook(
+            f"webhook NumMedia is {count} but MediaUrl{index} is missing"
+        )
+    if len(url) > _MAX_MEDIA_URL or not _MEDIA_URL.fullmatch(url):
+        raise MalformedWebhook(
+            f"webhook MediaUrl{index} is not an http(s) URL of at most "
+            f"{_MAX_MEDIA_URL} characters (got {len(url)} characters)"
+        )
+    kind = _optional(form, f"MediaContentType{index}")
+    if kind is not None and (
+        len(kind) > _MAX_CONTENT_TYPE or not _CONTENT_TYPE.fullmatch(kind)
+    ):
+        raise MalformedWebhook(
+            f"webhook MediaContentType{index} is not a media type of at most "
+            f"{_MAX_CONTENT_TYPE} printable characters (got {len(kind)} characters)"
+        )
+    return Media(url, kind)
+
+
+# A status is a lowercase word (queued, sent, delivered …; the column holds
+# 32). Unknown ones are kept and counted as "other", so any word will do.
+# Error codes have five digits (30003, 63016): one more as slack, and well
+# inside the Integer column. The outbox id is textwire's own (a 64-bit
+# column), echoed back in the StatusCallback URL.
+_STATUS = re.compile(r"[a-z0-9_-]{1,32}")
+_MAX_ERROR_CODE = 999_999
+_MAX_OUTBOX_ID = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class StatusCallback:
+    """One delivery status callback (or a TwiML reply's ``action`` callback).
+
+    Build it with :meth:`from_form`.
+
+    Attributes:
+        sid: the message's SID (``SM…`` or ``MM…``).
+        status: the new status, lowercase (``sent``, ``delivered`` …).
+        outbox_id: textwire's outbox row, from the callback URL, if any.
+        error_code: Twilio's ``ErrorCode``, if it sent one.
+    """
+
+    sid: str
+    status: str
+    outbox_id: int | None
+    error_code: int | None
+
+    @classmethod
+    def from_form(
+        cls, form: Mapping[str, str], *, outbox: str | None = None
+    ) -> StatusCallback:
+        """Parse a status callback's form and the ``outbox`` query parameter.
+
+        Raises:
+            MalformedWebhook: MessageSid or MessageStatus is missing, or a value
+                is one Twilio never sends (a SID of the wrong shape, a status
+                that is not a word, an error code or outbox id out of range).
+        """
+        sid = _field(form, "MessageSid") or _field(form, "SmsSid")
+        status = _field(form, "MessageStatus") or _field(form, "SmsStatus")
+        if not sid or not status:
+            raise MalformedWebhook(
+                "a status callback needs MessageSid and MessageStatus"
+            )
+        if not _SID.fullmatch(sid):
+            raise MalformedWebhook(
+                "status callback MessageSid is not a Twilio SID (expected 34 "
+                f"characters: 2 uppercase letters and 32 hex digits; got {len(sid)})"
+            )
+        status = status.strip().lower()
+        if not _STATUS.fullmatch(status):
+            raise MalformedWebhook(
+                f"status callback MessageStatus {_show(status)} is not a status"
+            )
+        return cls(
+            sid=sid,
+            status=status,
+            outbox_id=_bounded("outbox", outbox, low=1, high=_MAX_OUTBOX_ID),
+            error_code=_bounded(
+                "ErrorCode", _field(form, "ErrorCode"), low=0, high=_MAX_ERROR_CODE
+            ),
+        )
+
+
+def _bounded(name: str, raw: str | None, *, low: int, high: int) -> int | None:
+    """An optional whole number from ``low`` to ``high``; blank means none."""
+    if raw is None or not raw.strip():
+        return None
+    value = _decimal(raw.strip())
+    if value is None or not low <= value <= high:
+        raise MalformedWebhook(
+            f"status callback {name} must be a whole number from {low} to {high}, "
+            f"got {_show(raw.strip())}"
+        )
+    return value

@@ -21,9 +21,36 @@ from textwire.runtime import Runtime, TransportChoice
 from textwire.storage.sql import SqlStore
 from textwire.worker import Worker
 
-__all__ = ["Stack", "WaitressServer", "build_stack"]
+__all__ = [
+    "TRUSTED_PROXY_HEADERS",
+    "Stack",
+    "WaitressServer",
+    "build_stack",
+    "proxy_options",
+]
 
 logger = logging.getLogger("textwire.server")
+
+TRUSTED_PROXY_HEADERS = ("x-forwarded-proto", "x-forwarded-host", "x-forwarded-for")
+"""What waitress takes from the trusted proxy: the scheme and host Twilio
+called (the URL it signed) and the client's address."""
+
+
+def proxy_options(trusted_proxy: str | None) -> dict[str, Any]:
+    """waitress settings that believe X-Forwarded-* from ``trusted_proxy`` only.
+
+    Waitress removes proxy headers it does not trust
+    (``clear_untrusted_proxy_headers``), so without this a TLS proxy's
+    X-Forwarded-Proto never reaches the signature check. With ``None`` every
+    proxy header is removed.
+    """
+    if trusted_proxy is None:
+        return {"clear_untrusted_proxy_headers": True}
+    return {
+        "trusted_proxy": trusted_proxy,
+        "trusted_proxy_headers": set(TRUSTED_PROXY_HEADERS),
+        "clear_untrusted_proxy_headers": True,
+    }
 
 
 @dataclasses.dataclass
@@ -86,16 +113,29 @@ class WaitressServer:
         app: the WSGI application.
         sock: a bound, listening socket; the server owns it from now on.
         threads: waitress worker threads.
+        trusted_proxy: whose X-Forwarded-* headers to believe (see
+            :func:`proxy_options`); ``None``: nobody's.
         options: more ``waitress.create_server`` settings.
     """
 
     def __init__(
-        self, app: Any, sock: socket.socket, *, threads: int = 8, **options: Any
+        self,
+        app: Any,
+        sock: socket.socket,
+        *,
+        threads: int = 8,
+        trusted_proxy: str | None = None,
+        **options: Any,
     ) -> None:
         import waitress
 
         self.server: Any = waitress.create_server(
-            app, sockets=[sock], threads=threads, ident="textwire", **options
+            app,
+            sockets=[sock],
+            threads=threads,
+            ident="textwire",
+            **proxy_options(trusted_proxy),
+            **options,
         )
         self._thread: threading.Thread | None = None
 

@@ -26,6 +26,7 @@ from tests.sandbox.browser_fixtures import (
     serve_sandbox,
     wait_for,
 )
+from tests.waiting import wait_for_server
 from textwire.cli import main
 from textwire.config import Settings
 from textwire.errors import ConfigError
@@ -367,9 +368,16 @@ def test_sandbox_command_serves_until_stopped(tmp_path: Path) -> None:
         assert re.search(r"auth token\s+[0-9a-f]{32}", output), output
         assert "number        +14155550100" in output
         assert f"TEXTWIRE_TWILIO_API_URL={url.group(1)}" in output
-        health = requests.get(url.group(1) + "/healthz", timeout=5)
+        # Printed before waitress takes its first request: wait for it.
+        wait_for_server(
+            url.group(1) + "/healthz",
+            proc=process,
+            log=lambda: "".join(lines),
+            what="textwire sandbox",
+        )
+        health = requests.get(url.group(1) + "/healthz", timeout=30)
         assert health.json()["status"] == "ok"
-        page = requests.get(url.group(1) + "/", timeout=5)
+        page = requests.get(url.group(1) + "/", timeout=30)
         assert "textwire sandbox" in page.text
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0

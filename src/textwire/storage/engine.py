@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -88,7 +89,8 @@ class Database:
         with self._write_lock:
             try:
                 raw = self.engine.raw_connection()
-            except SQLAlchemyError as exc:
+            except (SQLAlchemyError, self._dbapi_error) as exc:
+                # (raw_connection() hands the driver's own errors through)
                 raise StorageError(f"database error: {exc.__class__.__name__}") from exc
             cursor = raw.cursor()
             try:
@@ -97,14 +99,18 @@ class Database:
                 yield cursor
                 raw.commit()
             except self._dbapi_error as exc:
+                with contextlib.suppress(Exception):
+                    cursor.close()
                 # The connection may be a dead one (a server restart): drop it.
                 raw.invalidate()
                 raise StorageError(f"database error: {exc.__class__.__name__}") from exc
             except BaseException:
-                raw.rollback()
+                with contextlib.suppress(Exception):
+                    raw.rollback()
                 raise
             finally:
-                cursor.close()
+                with contextlib.suppress(Exception):
+                    cursor.close()
                 raw.close()
 
     @contextmanager
@@ -372,6 +378,13 @@ class _SqliteWriteLock:
         # open file, which a fork would share with its parent.
         if self._fd is None or self._pid != os.getpid():
             assert self.path is not None
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                # The database's folder is gone or not writable: the database
+                # is as unreachable as if SQLite had said so.
+                raise StorageError(
+                    f"database unreachable: {exc.strerror or exc} ({self.path})"
+                ) from exc
             self._pid = os.getpid()
         return self._fd

@@ -20,7 +20,7 @@ from textwire.bot import Bot
 from textwire.config import Settings
 from textwire.runtime import Runtime
 from textwire.storage.sql import SqlStore
-from textwire.web.errors import plain_error
+from textwire.web.errors import plain_error, register_database_errors
 from textwire.web.extension import Textwire
 from textwire.web.runtime import Mount, current_runtime
 from textwire.web.webhooks import MAX_FORM_PARTS
@@ -63,6 +63,7 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
     app.register_error_handler(HTTPException, plain_error)
+    register_database_errors(app)
     textwire = Textwire(bot, settings=settings, store=store, notify=notify)
     textwire.init_app(app, runtime=runtime)
     return app

@@ -11,10 +11,10 @@ from werkzeug.exceptions import HTTPException
 from textwire import metrics
 from textwire.context import HandleOptions
 from textwire.errors import MalformedWebhook
-from textwire.messages import Inbound
+from textwire.messages import Inbound, StatusCallback
 from textwire.phone import mask
 from textwire.service import handle_inline
-from textwire.web.errors import plain_error
+from textwire.web.errors import plain_error, register_database_errors
 from textwire.web.runtime import Mount, current_runtime
 from textwire.web.security import public_base_url, verify_signature
 from textwire.web.twiml import EMPTY_TWIML, render_replies, twiml_response
@@ -27,6 +27,8 @@ MAX_FORM_PARTS = 200
 
 bp = Blueprint("textwire_webhooks", __name__, url_prefix="/twilio")
 bp.register_error_handler(HTTPException, plain_error)
+# Database down: 503 with Retry-After, never a 200 for an unstored message.
+register_database_errors(bp)
 
 
 @bp.before_request
@@ -96,18 +98,20 @@ def status() -> Response:
     callback) to the message it reports on."""
     rt = current_runtime()
     _verify()
-    sid = request.form.get("MessageSid") or request.form.get("SmsSid")
-    new_status = request.form.get("MessageStatus") or request.form.get("SmsStatus")
-    if not sid or not new_status:
-        abort(400, "a status callback needs MessageSid and MessageStatus")
-    outbox_id = _int_or_none(request.args.get("outbox"), "outbox")
-    error_code = _int_or_none(request.form.get("ErrorCode"), "ErrorCode")
+    try:
+        callback = StatusCallback.from_form(
+            request.form, outbox=request.args.get("outbox")
+        )
+    except MalformedWebhook as exc:
+        logger.warning("rejected malformed status callback: %s", exc)
+        abort(400, str(exc))
+    sid, new_status, error_code = callback.sid, callback.status, callback.error_code
     from textwire.codes import describe
 
     found = rt.store.messages.update_status(
         sid=sid,
-        outbox_id=outbox_id,
-        status=new_status.strip().lower(),
+        outbox_id=callback.outbox_id,
+        status=new_status,
         error_code=error_code,
         error_message=describe(error_code) if error_code else None,
         now=rt.clock(),
@@ -123,12 +127,3 @@ def status() -> Response:
             f" error {error_code}" if error_code else "",
         )
     return Response("", status=204)
-
-
-def _int_or_none(raw: str | None, name: str) -> int | None:
-    if raw is None or raw.strip() == "":
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        abort(400, f"{name} must be a whole number")

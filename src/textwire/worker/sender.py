@@ -98,6 +98,8 @@ class SendWorker:
         self.lease = timedelta(seconds=settings.lease_seconds)
         self.poll_interval = settings.worker_poll_interval
         self.probe_media = settings.probe_media
+        self.allow_private_media = settings.allow_private_media
+        self.public_url = settings.public_url
         self.rate_limit = settings.rate_limit
         self.rate_mps = settings.rate_limit_mps
         self.rate_max_wait = settings.rate_limit_max_wait
@@ -356,7 +358,11 @@ class SendWorker:
             return
 
         if self.probe_media and item.media:
-            problems = probe_media(item.media)
+            problems = probe_media(
+                item.media,
+                allow_private=self.allow_private_media,
+                own_url=self.public_url,
+            )
             if problems:
                 self._fail(
                     item, None, "media check failed: " + "; ".join(problems), now
