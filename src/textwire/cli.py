@@ -333,6 +333,12 @@ def sandbox(
     if box.store is not None and box.page is not None:
         out.print(f"  bot           {box.page.bot_name}")
         out.print(f"  database      {box.store!r}")
+        out.print(f"  console       {box.console_url}", soft_wrap=True)
+        out.print(
+            f"    password    {box.console_password}"
+            if box.console_password and not settings.console_password
+            else "    password    from TEXTWIRE_CONSOLE_PASSWORD(_HASH)"
+        )
     else:
         out.print(
             "  the number has no SmsUrl yet: set it through the API to get the "

@@ -100,6 +100,7 @@ class Textwire:
         media: bool = True,
         metrics: bool = True,
         start_worker: bool = False,
+        console: bool | None = None,
     ) -> Mount:
         """Mount textwire on ``app``; return what it runs with.
 
@@ -125,6 +126,8 @@ class Textwire:
                 sending) in threads of this process (needs Twilio
                 credentials). Off by default: run ``textwire worker`` beside
                 the app, as in production.
+            console: serve the operator console at ``/console``; ``None``:
+                when the settings enable it (a console password is set).
 
         Raises:
             ConfigError: a setting is missing (the auth token to check
@@ -147,6 +150,17 @@ class Textwire:
             routes.append(extras_prefix + "/media/<path:filename>")
         if metrics:
             routes.append(extras_prefix + "/metrics")
+        settings_now = runtime.settings if runtime is not None else None
+        wants_console = console
+        if wants_console and not _console_password(
+            settings_now or settings or self.settings
+        ):
+            raise ConfigError(
+                "console=True needs a password: set TEXTWIRE_CONSOLE_PASSWORD_HASH "
+                "or TEXTWIRE_CONSOLE_PASSWORD"
+            )
+        if wants_console is not False:
+            routes.append("/console/")
         _check_free(app, routes)
 
         if runtime is None:
@@ -170,6 +184,10 @@ class Textwire:
             app.register_blueprint(media_routes.bp, url_prefix=extras_prefix or None)
         if metrics:
             app.register_blueprint(metrics_routes.bp, url_prefix=extras_prefix or None)
+        if console if console is not None else mount.settings.console_enabled:
+            from textwire.web.console import init_console
+
+            init_console(app, mount)
         return mount
 
     def _runtime(
@@ -197,6 +215,12 @@ class Textwire:
             # Let what is in hand finish when the process exits.
             atexit.register(runtime.stop)
         return runtime
+
+
+def _console_password(settings: Settings | None) -> bool:
+    if settings is None:
+        return True  # read from the environment later; init_console checks
+    return bool(settings.console_password or settings.console_password_hash)
 
 
 def _prefix(value: str, name: str) -> str:
