@@ -204,14 +204,15 @@ class TwilioMediaSource:
 
     # -- HTTP ------------------------------------------------------------------
 
+    def _on_api_host(self, url: str) -> bool:
+        target = urlsplit(url)
+        api = urlsplit(self.api_url)
+        return (target.scheme, target.netloc) == (api.scheme, api.netloc)
+
     def _credentials(self, url: str) -> tuple[str, str] | None:
         """The account's credentials for ``url`` when it is on Twilio's API
         host (only there: a token sent elsewhere would leak)."""
-        if not (self.account_sid and self._auth_token):
-            return None
-        target = urlsplit(url)
-        api = urlsplit(self.api_url)
-        if (target.scheme, target.netloc) == (api.scheme, api.netloc):
+        if self.account_sid and self._auth_token and self._on_api_host(url):
             return self.account_sid, self._auth_token
         return None
 
@@ -221,7 +222,7 @@ class TwilioMediaSource:
         import requests
 
         auth = self._credentials(url)
-        if auth is None and not self.allow_private:
+        if not self._on_api_host(url) and not self.allow_private:
             try:
                 check_media_host(url)
             except InvalidMessage as exc:
@@ -238,7 +239,7 @@ class TwilioMediaSource:
                 allow_redirects=True,
                 headers={"Accept": "*/*"},
             ) as response:
-                _check_status(response.status_code, auth is not None)
+                _check_status(response.status_code, self._on_api_host(url))
                 declared = response.headers.get("Content-Length", "")
                 if declared.isdigit() and int(declared) > self.max_bytes:
                     raise self._too_large(int(declared))
@@ -304,14 +305,14 @@ class TwilioMediaSource:
         return False
 
 
-def _check_status(status: int, authenticated: bool) -> None:
+def _check_status(status: int, on_api_host: bool) -> None:
     if 200 <= status < 300:
         return
     if status in (401, 403):
         hint = (
             "Twilio refused the account's credentials: check TWILIO_ACCOUNT_SID "
             "and TWILIO_AUTH_TOKEN"
-            if authenticated
+            if on_api_host
             else "the media URL needs credentials textwire does not send to this "
             "host (only to TEXTWIRE_TWILIO_API_URL's)"
         )
