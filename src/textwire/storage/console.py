@@ -311,14 +311,7 @@ class SqlConsole:
             if phones is not None:
                 order = list(dict.fromkeys(phones))
             elif digits is not None:
-                order = list(
-                    conn.execute(
-                        select(_contacts.c.phone)
-                        .where(_contacts.c.phone.like(f"%{digits}%"))
-                        .order_by(_contacts.c.updated_at.desc())
-                        .limit(limit)
-                    ).scalars()
-                )
+                order = self._by_digits(conn, digits, limit)
             elif text is not None:
                 matched = self._matching(conn, text, limit)
                 order = list(matched)
@@ -361,6 +354,33 @@ class SqlConsole:
                 break
             before = rows[-1].id
         return list(order)
+
+    def _by_digits(self, conn: Connection, digits: str, limit: int) -> list[str]:
+        """Numbers containing ``digits``: contacts, and senders of messages not
+        handled yet (their contact row comes with the handling)."""
+        pattern = f"%{''.join(ch for ch in digits if ch.isdigit())}%"
+        found = dict.fromkeys(
+            conn.execute(
+                select(_contacts.c.phone)
+                .where(_contacts.c.phone.like(pattern))
+                .order_by(_contacts.c.updated_at.desc())
+                .limit(limit)
+            ).scalars()
+        )
+        found.update(
+            dict.fromkeys(
+                conn.execute(
+                    select(_messages.c.from_number)
+                    .where(
+                        _messages.c.direction == "inbound",
+                        _messages.c.from_number.like(pattern),
+                    )
+                    .distinct()
+                    .limit(limit)
+                ).scalars()
+            )
+        )
+        return [phone for phone in found if phone][:limit]
 
     def _matching(self, conn: Connection, text: str, limit: int) -> dict[str, int]:
         """Contact → newest message id, of messages whose body has ``text``."""
