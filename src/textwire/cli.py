@@ -157,6 +157,8 @@ def run(
     out.print(f"  inbound webhook  {base}/twilio/sms   (POST)")
     out.print(f"  status callback  {base}/twilio/status")
     out.print(f"  database         {store!r}")
+    if settings.console_enabled:
+        out.print(f"  operator console {base}/console/")
     if worker is None:
         out.print("  worker           off (--no-worker): run `textwire worker`")
     elif dry_run:
@@ -733,6 +735,30 @@ def send(
             out.print(f"sent: [bold]{row['sid']}[/] ({row['message_status']})")
     if failed:
         sys.exit(1)
+
+
+# -- console -----------------------------------------------------------------
+
+
+@main.group()
+def console_() -> None:
+    """The operator console at /console."""
+
+
+@console_.command("hash-password")
+@click.password_option(
+    "--password", prompt="Console password", help="Read from a prompt when omitted."
+)
+def hash_password(password: str) -> None:
+    """Print a hash for TEXTWIRE_CONSOLE_PASSWORD_HASH (the password is not kept)."""
+    from werkzeug.security import generate_password_hash
+
+    if len(password) < 8:
+        raise click.BadParameter("use at least 8 characters", param_hint="password")
+    out.print(generate_password_hash(password), soft_wrap=True, highlight=False)
+
+
+main.add_command(console_, name="console")
 
 
 # -- db ----------------------------------------------------------------------
