@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from textwire.attachments import FetchedMedia
-from textwire.errors import InvalidMessage, MediaFetchError, MediaTooLarge
+from textwire.errors import ConfigError, InvalidMessage, MediaFetchError, MediaTooLarge
 from textwire.media import check_media_host
 
 if TYPE_CHECKING:
@@ -141,11 +141,14 @@ class TwilioMediaSource:
     @classmethod
     def from_settings(cls, settings: Settings) -> TwilioMediaSource:
         """The source ``settings`` describe (``TEXTWIRE_MEDIA_*``)."""
-        store = (
-            None
-            if settings.media_store.strip().lower() in _OFF
-            else MediaStore(settings.media_store.strip())
-        )
+        where = settings.media_store.strip()
+        try:
+            store = None if where.lower() in _OFF else MediaStore(where)
+        except (ImportError, ValueError) as exc:
+            raise ConfigError(
+                f"TEXTWIRE_MEDIA_STORE {where!r} cannot be used: {exc} (an s3:// "
+                "store needs `pip install s3fs`, gs:// needs gcsfs)"
+            ) from None
         return cls(
             account_sid=settings.twilio_account_sid,
             auth_token=settings.twilio_auth_token,

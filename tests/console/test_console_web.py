@@ -320,3 +320,31 @@ def test_hand_to_a_person_and_back_to_the_bot(
     contact = store.console.contact(cid)
     assert contact is not None and contact.handoff is None
     assert sum("operator='Sam'" in r.message for r in caplog.records) == 2
+
+
+def test_mounted_on_an_app_of_ones_own(
+    settings: Settings, bot: Bot, store: SqlStore
+) -> None:
+    from flask import Flask as App
+
+    from textwire.web import Textwire
+
+    # The app's own /console stays its own while textwire's console is off.
+    mine = App("shop")
+    mine.add_url_rule("/console/", "shop_console", lambda: "the shop's console")
+    Textwire(bot).init_app(mine, settings=settings, store=store)
+    assert mine.test_client().get("/console/").text == "the shop's console"
+    # Asked for without a password: a clear refusal.
+    with pytest.raises(ConfigError, match="console=True needs a password"):
+        Textwire(bot).init_app(
+            App("other"), settings=settings, store=store, console=True
+        )
+    # With one, it is mounted; and it refuses to shadow the app's own route.
+    on = settings.replace(console_password="pw")
+    other = App("other")
+    Textwire(bot).init_app(other, settings=on, store=store)
+    assert other.test_client().get("/console/").status_code == 302
+    clash = App("clash")
+    clash.add_url_rule("/console/", "x", lambda: "x")
+    with pytest.raises(ConfigError, match="/console"):
+        Textwire(bot).init_app(clash, settings=on, store=store)

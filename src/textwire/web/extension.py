@@ -150,16 +150,19 @@ class Textwire:
             routes.append(extras_prefix + "/media/<path:filename>")
         if metrics:
             routes.append(extras_prefix + "/metrics")
-        settings_now = runtime.settings if runtime is not None else None
-        wants_console = console
-        if wants_console and not _console_password(
-            settings_now or settings or self.settings
+        if runtime is None:
+            settings = settings or self.settings or Settings.from_env()
+        resolved = runtime.settings if runtime is not None else settings
+        assert resolved is not None
+        with_console = resolved.console_enabled if console is None else console
+        if with_console and not (
+            resolved.console_password or resolved.console_password_hash
         ):
             raise ConfigError(
                 "console=True needs a password: set TEXTWIRE_CONSOLE_PASSWORD_HASH "
                 "or TEXTWIRE_CONSOLE_PASSWORD"
             )
-        if wants_console is not False:
+        if with_console:
             routes.append("/console/")
         _check_free(app, routes)
 
@@ -184,7 +187,7 @@ class Textwire:
             app.register_blueprint(media_routes.bp, url_prefix=extras_prefix or None)
         if metrics:
             app.register_blueprint(metrics_routes.bp, url_prefix=extras_prefix or None)
-        if console if console is not None else mount.settings.console_enabled:
+        if with_console:
             from textwire.web.console import init_console
 
             init_console(app, mount)
@@ -215,12 +218,6 @@ class Textwire:
             # Let what is in hand finish when the process exits.
             atexit.register(runtime.stop)
         return runtime
-
-
-def _console_password(settings: Settings | None) -> bool:
-    if settings is None:
-        return True  # read from the environment later; init_console checks
-    return bool(settings.console_password or settings.console_password_hash)
 
 
 def _prefix(value: str, name: str) -> str:
