@@ -407,16 +407,15 @@ class SqlConsole:
     ) -> list[Conversation]:
         if not phones:
             return []
-        with self.db.begin() as conn:
-            # A message recorded but not yet handled has no contact row yet.
-            for phone in phones:
-                self.contacts.ensure(conn, phone, now)
-            contacts = {
-                row.phone: _contact(row)
-                for row in conn.execute(
-                    select(*_contacts.c).where(_contacts.c.phone.in_(list(phones)))
-                )
-            }
+        contacts = self._contacts_of(phones)
+        missing = [phone for phone in phones if phone not in contacts]
+        if missing:
+            # A message recorded but not handled yet has no contact row yet:
+            # written only then (the list is read far more often than that).
+            with self.db.begin() as conn:
+                for phone in missing:
+                    self.contacts.ensure(conn, phone, now)
+            contacts.update(self._contacts_of(missing))
         with self.db.read() as conn:
             last = self._last_messages(conn, phones)
             unread = self._unread(conn, phones)
@@ -435,6 +434,15 @@ class SqlConsole:
         ]
         result.sort(key=lambda c: (not c.waiting, c.contact.handoff is None))
         return result
+
+    def _contacts_of(self, phones: Sequence[str]) -> dict[str, ContactInfo]:
+        with self.db.read() as conn:
+            return {
+                row.phone: _contact(row)
+                for row in conn.execute(
+                    select(*_contacts.c).where(_contacts.c.phone.in_(list(phones)))
+                )
+            }
 
     def _last_messages(
         self, conn: Connection, phones: Sequence[str]
@@ -637,9 +645,7 @@ class SqlConsole:
                         )
                     ).one(),
                     conn.execute(
-                        select(
-                            _contacts.c.updated_at, _contacts.c.read_message_id
-                        ).where(_contacts.c.phone == phone)
+                        select(_contacts.c.updated_at).where(_contacts.c.phone == phone)
                     ).first(),
                 ]
             elif view == "outbox":
