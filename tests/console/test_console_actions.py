@@ -208,3 +208,20 @@ def test_the_event_stream_says_changed_when_the_view_changed() -> None:
     assert next(stream).startswith("event: changed")
     auth.stopping.set()
     assert list(stream) == []
+
+
+def test_event_streams_are_capped_per_process_and_give_their_slot_back(
+    console: Operator,
+) -> None:
+    config: ConsoleConfig = console.client.application.extensions["textwire_console"]
+    config.max_streams = 1
+    first = console.client.get("/console/events", buffered=False)
+    assert first.status_code == 200
+    assert first.mimetype == "text/event-stream"
+    # The webhooks need the server's threads more: a second page polls.
+    second = console.client.get("/console/events", buffered=False)
+    assert second.status_code == 503 and second.headers["Retry-After"] == "5"
+    first.close()
+    third = console.client.get("/console/events", buffered=False)
+    assert third.status_code == 200
+    third.close()

@@ -124,6 +124,16 @@ def test_the_conversation_list_updates_live_when_a_webhook_arrives(
     assert page.evaluate("() => window.notReloaded === true")  # no reload
 
 
+def test_with_no_stream_to_spare_the_list_polls_instead(
+    desk: Sandbox, page: Any
+) -> None:
+    desk.app.extensions["textwire_console"].max_streams = 0
+    log_in(page, desk)
+    expect(page.locator("#live")).to_have_attribute("data-state", "polling")
+    text_from(desk, US_PHONE, "hello while polling")
+    expect(page.get_by_test_id("conversation")).to_have_count(1, timeout=20_000)
+
+
 def test_an_operator_reply_reaches_the_emulator_as_one_message(
     desk: Sandbox, page: Any
 ) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -113,6 +114,10 @@ class ConsoleConfig:
         heartbeat: seconds between keep-alive comments on a quiet stream.
         stream_seconds: an event stream ends after this long (the browser
             reconnects by itself); each open one holds a server thread.
+        max_streams: open event streams per process. Each holds a server
+            thread (a whole process on a sync gunicorn worker), and the
+            webhooks need threads more: past this, a page is told 503 and
+            polls every few seconds instead.
     """
 
     auth: ConsoleAuth
@@ -120,6 +125,20 @@ class ConsoleConfig:
     poll: float = 1.0
     heartbeat: float = 15.0
     stream_seconds: float = 300.0
+    max_streams: int = 4
+    _slots: threading.BoundedSemaphore | None = dataclasses.field(
+        default=None, init=False, repr=False
+    )
+
+    def take_stream(self) -> bool:
+        """Take a stream slot; False when ``max_streams`` are open."""
+        if self._slots is None:
+            self._slots = threading.BoundedSemaphore(self.max_streams)
+        return self._slots.acquire(blocking=False)
+
+    def give_stream(self) -> None:
+        if self._slots is not None:
+            self._slots.release()
 
     def close_streams(self) -> None:
         """End every open event stream (each holds a server thread)."""
@@ -515,14 +534,47 @@ def events() -> Response:
     disconnected: Callable[[], bool] | None = request.environ.get(
         "waitress.client_disconnected"
     )
-    stream = _stream(
-        _config(), lambda: rt.store.console.version(view, phone), disconnected
+    config = _config()
+    if not config.take_stream():
+        # EventSource gives up on a 503; the page polls instead.
+        return Response(
+            "too many live pages open: polling instead\n",
+            status=503,
+            headers={"Retry-After": "5"},
+            content_type="text/plain",
+        )
+    stream = _Held(
+        _stream(config, lambda: rt.store.console.version(view, phone), disconnected),
+        config.give_stream,
     )
     return Response(
         stream,
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+class _Held:
+    """An event stream that gives its slot back when the server closes it
+    (the page went away, the stream ended, or it was never read at all)."""
+
+    def __init__(self, chunks: Iterator[str], release: Callable[[], None]) -> None:
+        self._chunks = chunks
+        self._release: Callable[[], None] | None = release
+
+    def __iter__(self) -> _Held:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._chunks)
+
+    def close(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            try:
+                self._chunks.close()  # type: ignore[attr-defined]
+            finally:
+                release()
 
 
 def _stream(

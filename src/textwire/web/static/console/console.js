@@ -65,7 +65,15 @@
       setLive("on", "live");
       refresh();  // whatever changed while the stream was down
     });
-    source.addEventListener("error", function () { setLive("connecting", "reconnecting"); });
+    source.addEventListener("error", function () {
+      if (source.readyState === EventSource.CLOSED) {
+        // The server has no stream to spare (503): look every few seconds.
+        setLive("polling", "every 5 s");
+        setInterval(refresh, 5000);
+      } else {
+        setLive("connecting", "reconnecting");
+      }
+    });
     source.addEventListener("changed", refresh);
   }
 
