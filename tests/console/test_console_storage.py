@@ -62,3 +62,16 @@ def test_the_search_box_reads_numbers_in_any_format() -> None:
     assert search("0199", "US").digits == "0199"
     assert search("printer jam", "US").text == "printer jam"
     assert search("   ", "US").phone is None
+
+
+def test_the_console_migration_goes_down_and_up_again_with_data(
+    store: SqlStore,
+) -> None:
+    from alembic import command
+
+    store.inbox.record(make_inbound("kept", from_=ANA), T0)
+    command.downgrade(store.db._alembic_config(), "0003")
+    assert store.current_revision() == "0003"
+    store.upgrade()
+    assert store.current_revision() == store.head_revision()
+    assert [m["body"] for m in store.messages.all()] == ["kept"]

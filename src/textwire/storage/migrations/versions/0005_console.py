@@ -36,9 +36,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("messages") as batch:
-        batch.drop_index(op.f("ix_messages_updated_at"))
-        batch.drop_column("sent_by")
+    op.drop_index(op.f("ix_messages_updated_at"), table_name="messages")
+    if op.get_bind().dialect.name == "sqlite":
+        # Batch mode would copy the table, and messages is referenced by the
+        # inbox and the outbox: SQLite (3.35+) drops the column in place.
+        op.execute("ALTER TABLE messages DROP COLUMN sent_by")
+    else:
+        op.drop_column("messages", "sent_by")
     with op.batch_alter_table("contacts") as batch:
         batch.drop_index(op.f("ix_contacts_handoff_at"))
         batch.drop_index(op.f("ix_contacts_updated_at"))
