@@ -70,8 +70,9 @@ def test_the_console_migration_goes_down_and_up_again_with_data(
     from alembic import command
 
     store.inbox.record(make_inbound("kept", from_=ANA), T0)
-    command.downgrade(store.db._alembic_config(), "0003")
-    assert store.current_revision() == "0003"
+    # One step: whatever 0005 sits on (0003 now, 0004 once issue 10 lands).
+    command.downgrade(store.db._alembic_config(), "-1")
+    assert store.current_revision() not in (None, "0005")
     store.upgrade()
     assert store.current_revision() == store.head_revision()
     assert [m["body"] for m in store.messages.all()] == ["kept"]
