@@ -67,7 +67,8 @@ def gunicorn(postgres_url: str, tmp_path: Path) -> Iterator[tuple[str, SqlStore]
                 with requests.get(url + "/healthz", timeout=1) as response:
                     if response.status_code == 200:
                         break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
+                # Timeout: a worker still importing the app on a busy machine.
                 pass
             if proc.poll() is not None:
                 pytest.fail((tmp_path / "gunicorn.log").read_text())
