@@ -146,3 +146,29 @@ def test_a_handler_may_hand_off_and_reply_in_an_async_handler(
     contact = store.console.contact_by_phone(ANA, T0)
     assert contact.handoff is not None and contact.handoff.note == "async"
     assert contact.handoff.by == "bot"
+
+
+def test_in_twiml_mode_a_handed_off_contact_gets_an_empty_answer(
+    store: SqlStore, settings: Settings
+) -> None:
+    from textwire.web import create_app
+
+    from ..conftest import PUBLIC_URL, make_form, sign
+
+    client = create_app(
+        settings.replace(reply_mode="twiml"), bot=create_bot(), store=store
+    ).test_client()
+
+    def post(body: str) -> str:
+        form = make_form(body)
+        signature = sign(PUBLIC_URL + "/twilio/sms", form)
+        answer = client.post(
+            "/twilio/sms", data=form, headers={"X-Twilio-Signature": signature}
+        )
+        assert answer.status_code == 200
+        return answer.text
+
+    assert HANDED_OFF in post("agent")
+    silent = post("help")
+    assert "<Message" not in silent and "Response" in silent
+    assert store.console.contact_by_phone(ANA, T0).handoff is not None
