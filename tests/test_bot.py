@@ -495,7 +495,11 @@ def test_stop_never_reaches_middleware_or_handlers_and_opts_out() -> None:
     open_bot.message()(answer)
     outcome = open_bot.handle(inbound("STOP"), state_store=MemoryStateStore())
     assert bodies(list(outcome.replies)) == ["hi"] and outcome.opt_out is None
-    assert [m.__name__ for m in open_bot.middleware] == ["mms_policy", "media_hosts"]
+    assert [m.__name__ for m in open_bot.middleware] == [
+        "handoff",
+        "mms_policy",
+        "media_hosts",
+    ]
 
 
 def test_the_mms_policy_and_media_check_apply_to_every_reply() -> None:

@@ -28,6 +28,8 @@ CORE = [
     "textwire.status",
     "textwire.ratelimit",
     "textwire.transports",
+    "textwire.handoff",
+    "textwire.attachments",
 ]
 
 SRC = Path(textwire.__file__).parent

@@ -15,6 +15,7 @@ Twilio message, sent through a durable outbox that never sends twice::
 from __future__ import annotations
 
 from textwire import filters
+from textwire.attachments import MediaFile
 from textwire.bot import Bot
 from textwire.config import Settings
 from textwire.context import Context
@@ -24,6 +25,8 @@ from textwire.errors import (
     ConfigError,
     InvalidMessage,
     InvalidPhoneNumber,
+    MediaFetchError,
+    MediaTooLarge,
     PermanentSendError,
     RateLimited,
     RecipientOptedOut,
@@ -44,6 +47,7 @@ __all__ = [
     "Context",
     "Inbound",
     "Media",
+    "MediaFile",
     "Reply",
     "Router",
     "SegmentInfo",
@@ -58,6 +62,8 @@ __all__ = [
     "ConfigError",
     "InvalidMessage",
     "InvalidPhoneNumber",
+    "MediaFetchError",
+    "MediaTooLarge",
     "PermanentSendError",
     "RateLimited",
     "RecipientOptedOut",

@@ -20,6 +20,7 @@ from textwire.conversation import (
     StateStore,
 )
 from textwire.errors import InvalidMessage, RegistrationError, StorageError
+from textwire.handoff import HandoffChange, HandoffState
 from textwire.messages import Inbound, Reply
 from textwire.middleware import Middleware, Next
 from textwire.routing import HandlerResult, Route, Router
@@ -47,6 +48,8 @@ class Outcome:
         failed: a handler or middleware raised; ``replies`` is what the error
             hooks or the apology gave.
         timed_out: the handler ran past its time; ``replies`` is the apology.
+        handoff: hand the contact to a person (``ctx.handoff()``) or back to
+            the bot (the handoff timed out); ``None`` leaves it.
     """
 
     replies: tuple[Reply, ...] = ()
@@ -58,6 +61,7 @@ class Outcome:
     route: str | None = None
     failed: bool = False
     timed_out: bool = False
+    handoff: HandoffChange | None = None
 
 
 class Bot:
@@ -218,6 +222,7 @@ class Bot:
         now: datetime | None = None,
         options: HandleOptions | None = None,
         run_async: AsyncRunner | None = None,
+        handoff: HandoffState | None = None,
     ) -> Outcome:
         """Run the middleware chain and the matching handler for ``msg``.
 
@@ -240,6 +245,7 @@ class Bot:
             now: the time to handle it at (state expiry); now when omitted.
             options: public URL, apology and media policy.
             run_async: runs an ``async def`` handler's coroutine.
+            handoff: the contact's handoff to a person, if they are with one.
         """
         self.freeze()
         now = now or datetime.now(UTC)
@@ -257,6 +263,7 @@ class Bot:
             opted_out=opted_out,
             now=now,
             run_async=run_async,
+            handoff=handoff,
         )
         route: list[Route] = []
         failed = False
@@ -275,6 +282,7 @@ class Bot:
             keyword=ctx.keyword,
             route=route[0].name if route else None,
             failed=failed or ctx.failed,
+            handoff=ctx.handoff_change,
         )
 
     def apology_for(self, options: HandleOptions | None = None) -> list[Reply]:

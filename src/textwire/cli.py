@@ -168,6 +168,8 @@ def run(
                 else "from nobody (TEXTWIRE_TRUSTED_PROXY=none)"
             )
         )
+    if settings.console_enabled:
+        out.print(f"  operator console {base}/console/")
     if worker is None:
         out.print("  worker           off (--no-worker): run `textwire worker`")
     elif dry_run:
@@ -350,6 +352,12 @@ def sandbox(
     if box.store is not None and box.page is not None:
         out.print(f"  bot           {box.page.bot_name}")
         out.print(f"  database      {box.store!r}")
+        out.print(f"  console       {box.console_url}", soft_wrap=True)
+        out.print(
+            f"    password    {box.console_password}"
+            if box.console_password and not settings.console_password
+            else "    password    from TEXTWIRE_CONSOLE_PASSWORD(_HASH)"
+        )
     else:
         out.print(
             "  the number has no SmsUrl yet: set it through the API to get the "
@@ -748,6 +756,30 @@ def send(
             out.print(f"sent: [bold]{row['sid']}[/] ({row['message_status']})")
     if failed:
         sys.exit(1)
+
+
+# -- console -----------------------------------------------------------------
+
+
+@main.group()
+def console_() -> None:
+    """The operator console at /console."""
+
+
+@console_.command("hash-password")
+@click.password_option(
+    "--password", prompt="Console password", help="Read from a prompt when omitted."
+)
+def hash_password(password: str) -> None:
+    """Print a hash for TEXTWIRE_CONSOLE_PASSWORD_HASH (the password is not kept)."""
+    from werkzeug.security import generate_password_hash
+
+    if len(password) < 8:
+        raise click.BadParameter("use at least 8 characters", param_hint="password")
+    out.print(generate_password_hash(password), soft_wrap=True, highlight=False)
+
+
+main.add_command(console_, name="console")
 
 
 # -- db ----------------------------------------------------------------------

@@ -100,6 +100,22 @@ class Settings:
     ngrok_domain: str | None = None
     # GET /metrics: when set, scrapes must send "Authorization: Bearer <token>"
     metrics_token: str | None = dataclasses.field(default=None, repr=False)
+    # The operator console at /console: on when a password (or its hash, from
+    # `textwire console hash-password`) is set, unless TEXTWIRE_CONSOLE=false.
+    console: bool | None = None
+    console_password: str | None = dataclasses.field(default=None, repr=False)
+    console_password_hash: str | None = dataclasses.field(default=None, repr=False)
+    # Seconds after the handoff (or the operator's last reply) when a contact
+    # handed to a person goes back to the bot; 0: only "back to the bot" does.
+    handoff_timeout: float = 86400.0
+    # Inbound media (ctx.fetch_media): where copies are kept (a folder, or an
+    # fsspec URL such as s3://bucket/prefix; "off" keeps none), the largest
+    # file fetched, the time a fetch may take, and whether to delete the
+    # file from Twilio once copied.
+    media_store: str = "textwire-media"
+    media_max_bytes: int = 10 * 1024 * 1024
+    media_timeout: float = 15.0
+    delete_media_after_copy: bool = False
 
     def __post_init__(self) -> None:
         if self.public_url is not None:
@@ -151,11 +167,26 @@ class Settings:
             )
         if self.ngrok_domain is not None:
             object.__setattr__(self, "ngrok_domain", _check_domain(self.ngrok_domain))
+        _check_console(self)
+        if self.handoff_timeout < 0:
+            raise ConfigError("TEXTWIRE_HANDOFF_TIMEOUT must not be negative")
+        if self.media_max_bytes < 1:
+            raise ConfigError("TEXTWIRE_MEDIA_MAX_BYTES must be at least 1")
+        if self.media_timeout <= 0:
+            raise ConfigError("TEXTWIRE_MEDIA_TIMEOUT must be greater than 0")
         if self.mms_fallback not in ("link", "drop", "send"):
             raise ConfigError(
                 "TEXTWIRE_MMS_FALLBACK must be link, drop or send, not "
                 f"{self.mms_fallback!r}"
             )
+
+    @property
+    def console_enabled(self) -> bool:
+        """Whether ``/console`` is served: ``TEXTWIRE_CONSOLE`` when set, else
+        whenever a console password (or its hash) is."""
+        if self.console is not None:
+            return self.console
+        return bool(self.console_password or self.console_password_hash)
 
     @property
     def has_twilio_credentials(self) -> bool:
@@ -199,6 +230,23 @@ class Settings:
                 continue
             values[field.name] = _cast(var, raw.strip(), field.type)
         return cls(**values)
+
+
+def _check_console(settings: Settings) -> None:
+    if settings.console and not (
+        settings.console_password or settings.console_password_hash
+    ):
+        raise ConfigError(
+            "TEXTWIRE_CONSOLE is on but no password is set: set "
+            "TEXTWIRE_CONSOLE_PASSWORD_HASH (from `textwire console hash-password`) "
+            "or TEXTWIRE_CONSOLE_PASSWORD"
+        )
+    hashed = settings.console_password_hash
+    if hashed is not None and not hashed.startswith(("scrypt:", "pbkdf2:")):
+        raise ConfigError(
+            "TEXTWIRE_CONSOLE_PASSWORD_HASH is not a password hash: make one with "
+            "`textwire console hash-password`"
+        )
 
 
 def _env_name(field: str) -> str:

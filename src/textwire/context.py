@@ -10,8 +10,10 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
+from textwire.attachments import MediaFile, MediaSource
 from textwire.config import DEFAULT_APOLOGY, Settings
 from textwire.conversation import ConversationState
+from textwire.handoff import HandoffChange, HandoffState
 from textwire.messages import Inbound, Reply
 
 __all__ = ["AsyncRunner", "BotInfo", "Context", "HandleOptions"]
@@ -46,12 +48,18 @@ class HandleOptions:
         mms_fallback: ``link``, ``drop`` or ``send`` for pictures to a phone
             without MMS (``textwire.media``).
         allow_private_media: let media URLs on private hosts through.
+        handoff_timeout: seconds after which a contact handed to a person
+            goes back to the bot (0: never).
+        media_source: fetches inbound media for ``ctx.fetch_media`` (the
+            worker sets one up from the settings).
     """
 
     public_url: str | None = None
     apology: str = DEFAULT_APOLOGY
     mms_fallback: str = "link"
     allow_private_media: bool = False
+    handoff_timeout: float = 86400.0
+    media_source: MediaSource | None = dataclasses.field(default=None, compare=False)
 
     @classmethod
     def from_settings(
@@ -63,6 +71,7 @@ class HandleOptions:
             apology=settings.apology,
             mms_fallback=settings.mms_fallback,
             allow_private_media=settings.allow_private_media,
+            handoff_timeout=settings.handoff_timeout,
         )
 
 
@@ -79,6 +88,8 @@ class Context:
         now: when the message is being handled (UTC).
         opted_out: whether the contact had opted out (STOP) when this message
             arrived.
+        handoff_state: the :class:`~textwire.handoff.HandoffState` when the
+            contact was with a person as this message arrived, else ``None``.
         options: the :class:`HandleOptions` this message is handled with.
 
     Nothing a handler does through ``ctx`` touches the database while it runs:
@@ -99,6 +110,7 @@ class Context:
         opted_out: bool = False,
         now: datetime | None = None,
         run_async: AsyncRunner | None = None,
+        handoff: HandoffState | None = None,
     ) -> None:
         self.msg = msg
         self.bot = bot
@@ -117,6 +129,10 @@ class Context:
         # in; the keyword it matched.
         self.opt_out_change: bool | None = None
         self.keyword: str | None = None
+        self.handoff_state = handoff
+        # Set by ctx.handoff() (to a person) or the handoff middleware (back
+        # to the bot when the handoff timed out).
+        self.handoff_change: HandoffChange | None = None
         # Set by the bot when a handler raised (its replies are the apology).
         self.failed = False
         self._run_async = run_async
@@ -147,6 +163,43 @@ class Context:
         """Opt the contact out (``True``, as STOP does) or back in (``False``),
         committed with the rest of this message's effects."""
         self.opt_out_change = opted_out
+
+    def handoff(self, note: str = "") -> None:
+        """Hand the contact to a person: from their next message on, the bot
+        stays silent and their messages wait in the operator console, until an
+        operator hands them back (or ``TEXTWIRE_HANDOFF_TIMEOUT`` passes).
+
+        Committed with the rest of this message's effects; this message's
+        replies still go out (tell the contact a person will answer)::
+
+            @bot.message(F.keyword("agent"))
+            def agent(msg: Inbound, ctx: Context) -> str:
+                ctx.handoff(note="asked for a person")
+                return "A person will answer you here shortly."
+        """
+        self.handoff_change = HandoffChange(active=True, note=note.strip()[:500])
+
+    def fetch_media(self, index: int = 0) -> MediaFile:
+        """File ``index`` of this message's media: its bytes and content type,
+        fetched with the account's credentials (Twilio requires HTTP Basic
+        auth), within ``TEXTWIRE_MEDIA_MAX_BYTES`` and ``TEXTWIRE_MEDIA_TIMEOUT``;
+        a copy is kept in ``TEXTWIRE_MEDIA_STORE`` for the console.
+
+        ``ctx.fetch_media(0)`` in a plain handler; ``await ctx.fetch_media(0)``
+        in an ``async def`` one (see :mod:`textwire.attachments`).
+
+        Raises:
+            IndexError: the message has no file ``index``.
+            MediaFetchError: it could not be fetched (``MediaTooLarge`` over
+                the size limit); in an async handler, when awaited.
+        """
+        source = self.options.media_source
+        if source is None:
+            raise RuntimeError(
+                "no media source: ctx.fetch_media works in textwire's worker "
+                "(or BotTester(media=...))"
+            )
+        return MediaFile.fetch(source, self.msg, index)
 
     def run_async(self, awaitable: Awaitable[T]) -> T:
         """Run ``awaitable`` to completion where this message is handled (the

@@ -17,6 +17,8 @@ TextwireError
 │   ├── TemporarySendError      # retried with backoff: 5xx, connection refused
 │   │   └── RateLimited         # HTTP 429; .retry_after in seconds, when Twilio said
 │   └── AmbiguousSendError      # may or may not have reached Twilio: reconcile first
+├── MediaFetchError             # an inbound media file could not be fetched (.status)
+│   └── MediaTooLarge           # over TEXTWIRE_MEDIA_MAX_BYTES: not fetched further
 └── StorageError
 
 Messages never carry full phone numbers, message bodies or tokens.
@@ -32,6 +34,8 @@ __all__ = [
     "InvalidPhoneNumber",
     "InvalidSignature",
     "MalformedWebhook",
+    "MediaFetchError",
+    "MediaTooLarge",
     "NumberSetupError",
     "PermanentSendError",
     "RateLimited",
@@ -174,6 +178,23 @@ class RateLimited(TemporarySendError):
 
 class AmbiguousSendError(SendError):
     """The request went out but no answer came back: Twilio may have the message."""
+
+
+class MediaFetchError(TextwireError):
+    """An inbound message's media file could not be fetched (``ctx.fetch_media``).
+
+    Attributes:
+        status: the HTTP status of the answer, when there was one (401: the
+            credentials were refused; 404: Twilio deleted the file).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class MediaTooLarge(MediaFetchError):
+    """The file is larger than ``TEXTWIRE_MEDIA_MAX_BYTES``; its download stopped."""
 
 
 class StorageError(TextwireError):

@@ -26,6 +26,9 @@ the worker's handler threads: keep them quick, and await slow work in an
   contact's messages stop here: no handler ever sees them (``Bot(...,
   handle_opt_out=False)`` leaves it out, for a Messaging Service whose Advanced
   Opt-Out handles the keywords);
+* :func:`handoff` — a contact handed to a person (``ctx.handoff()`` or the
+  operator console) gets no bot reply until they are handed back, or until
+  ``TEXTWIRE_HANDOFF_TIMEOUT`` passed (then the bot answers again);
 * :func:`mms_policy` — pictures for a phone without MMS become links, are
   dropped, or go anyway (``TEXTWIRE_MMS_FALLBACK``);
 * :func:`media_hosts` — a reply whose media URL points at a private host
@@ -42,6 +45,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeAlias
 
+from textwire.handoff import HandoffChange
 from textwire.media import MmsPolicy, apply_mms_policy, check_reply_media
 from textwire.optout import classify
 from textwire.phone import mask
@@ -51,7 +55,7 @@ if TYPE_CHECKING:
     from textwire.messages import Inbound, Reply
     from textwire.routing import HandlerResult
 
-__all__ = ["Middleware", "Next", "media_hosts", "mms_policy", "opt_out"]
+__all__ = ["Middleware", "Next", "handoff", "media_hosts", "mms_policy", "opt_out"]
 
 logger = logging.getLogger("textwire.inbound")
 
@@ -84,6 +88,34 @@ def opt_out(msg: Inbound, ctx: Context, next: Next) -> list[Reply]:
     return next()
 
 
+def handoff(msg: Inbound, ctx: Context, next: Next) -> list[Reply]:
+    """Keep the bot silent for a contact who is with a person.
+
+    After the opt-out middleware, so STOP and START still apply. A handoff
+    older than ``TEXTWIRE_HANDOFF_TIMEOUT`` (since the person's last reply)
+    ends here: the contact goes back to the bot, which answers this message.
+    """
+    state = ctx.handoff_state
+    if state is None:
+        return next()
+    if state.expired(ctx.now, ctx.options.handoff_timeout):
+        ctx.handoff_change = HandoffChange(active=False, by="timeout")
+        logger.info(
+            "inbound %s from=%s: no reply from a person within "
+            "TEXTWIRE_HANDOFF_TIMEOUT; back to the bot",
+            msg.sid,
+            mask(msg.from_),
+        )
+        return next()
+    logger.info(
+        "inbound %s from=%s: with a person (handed off); stored for the console, "
+        "no bot reply",
+        msg.sid,
+        mask(msg.from_),
+    )
+    return []
+
+
 def mms_policy(msg: Inbound, ctx: Context, next: Next) -> list[Reply]:
     """Apply the MMS fallback policy to every reply for this contact."""
     policy: MmsPolicy = ctx.options.mms_fallback  # type: ignore[assignment]
@@ -108,6 +140,7 @@ def media_hosts(msg: Inbound, ctx: Context, next: Next) -> list[Reply]:
 
 BUILT_IN: tuple[tuple[str, Middleware], ...] = (
     ("opt_out", opt_out),
+    ("handoff", handoff),
     ("mms_policy", mms_policy),
     ("media_hosts", media_hosts),
 )

@@ -3,6 +3,7 @@ send of one's own (``textwire send``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -14,6 +15,7 @@ from textwire import metrics
 from textwire.config import Settings
 from textwire.errors import ConfigError, RecipientOptedOut
 from textwire.media import MmsPolicy, apply_mms_policy, check_reply_media
+from textwire.mediastore import media_source_for
 from textwire.messages import Reply
 from textwire.phone import mask, normalize, normalize_sender
 from textwire.storage.sql import ClaimedInbound, NewMessage, SqlStore
@@ -97,6 +99,7 @@ def commit_outcome(
         state_changes=outcome.state_changes,
         opt_out=outcome.opt_out,
         deliver=not twiml,
+        handoff=outcome.handoff,
     )
     if outbox_ids is None:
         metrics.count_handled("lost")
@@ -163,6 +166,8 @@ def handle_inline(
     item = store.inbox.held(inbox_id)
     if item is None:  # pragma: no cover - the row was just written
         return InlineResult()
+    if options.media_source is None:
+        options = dataclasses.replace(options, media_source=media_source_for(settings))
     started = time.perf_counter()
     outcome = bot.handle(
         item.msg,
@@ -171,6 +176,7 @@ def handle_inline(
         now=at,
         options=options,
         run_async=run_async,
+        handoff=item.handoff,
     )
     metrics.HANDLER_DURATION.observe(time.perf_counter() - started)
     outbox_ids = commit_outcome(

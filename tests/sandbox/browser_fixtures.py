@@ -47,6 +47,7 @@ def sandbox_settings(tmp_path: Path, **changes: Any) -> Settings:
     """Settings for a test sandbox: its own SQLite file, quick retries."""
     values: dict[str, Any] = {
         "database_url": f"sqlite:///{tmp_path / 'sandbox.db'}",
+        "media_store": str(tmp_path / "media"),
         "backoff_base": 0.2,
         "backoff_cap": 2.0,
         "worker_poll_interval": 0.2,

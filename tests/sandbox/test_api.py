@@ -105,7 +105,12 @@ def test_create_with_media_is_an_mm_message_with_media_resources(
 
     # The bytes of an outbound picture: the emulator points at the original.
     raw = media[0].uri.removesuffix(".json")
-    with requests.get(emulator.url + raw, allow_redirects=False, timeout=5) as response:
+    with requests.get(
+        emulator.url + raw,
+        auth=(ACCOUNT_SID, AUTH_TOKEN),
+        allow_redirects=False,
+        timeout=5,
+    ) as response:
         assert response.status_code == 302
         assert response.headers["Location"] == PNG
 

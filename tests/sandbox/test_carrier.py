@@ -443,7 +443,9 @@ def test_inbound_pictures_are_served_by_the_emulator(
     for index, (data, content_type) in enumerate(files):
         url = form[f"MediaUrl{index}"]
         assert url.startswith(f"{emulator.url}/2010-04-01/Accounts/{ACCOUNT_SID}/")
-        with requests.get(url, timeout=5) as response:  # no auth needed
+        with requests.get(url, timeout=5) as response:
+            assert response.status_code == 401  # Twilio's media want the account
+        with requests.get(url, auth=(ACCOUNT_SID, AUTH_TOKEN), timeout=5) as response:
             assert response.status_code == 200
             assert response.content == data
             assert response.headers["Content-Type"] == content_type

@@ -194,11 +194,18 @@ def test_sending_a_picture(client: FlaskClient, box: Sandbox) -> None:
     message = response.get_json()["message"]
     (media,) = message["media"]
     assert media["content_type"] == "image/png"
-    assert media["url"].startswith(box.url + "/2010-04-01/")
-    picture = client.get(media["url"].removeprefix(box.url))
+    # The page draws it from its own route: the Twilio media URL (what the
+    # bot's webhook gets) wants the account's credentials, a browser has none.
+    assert media["url"].startswith("/sandbox/api/media/ME")
+    picture = client.get(media["url"])
     assert picture.status_code == 200
     assert picture.data == png
     assert picture.mimetype == "image/png"
+    assert picture.headers["X-Content-Type-Options"] == "nosniff"
+    (stored,) = box.state.get_message(message["sid"]).media
+    assert stored.url.startswith(box.url + "/2010-04-01/")
+    assert client.get(stored.url.removeprefix(box.url)).status_code == 401
+    assert client.get("/sandbox/api/media/MEnope").status_code == 404
 
 
 @pytest.mark.parametrize(

@@ -67,7 +67,12 @@ DEFAULT_DATABASE_URL = "sqlite:///textwire-sandbox.db"
 """The bot's database in the sandbox when ``TEXTWIRE_DATABASE_URL`` is not set:
 a file of its own in the working directory, apart from ``textwire.db``."""
 
+DEFAULT_MEDIA_STORE = "textwire-sandbox-media"
+"""Where the sandbox keeps copies of inbound media when ``TEXTWIRE_MEDIA_STORE``
+is not set: a folder of its own, apart from ``textwire-media``."""
+
 _SETTINGS_DEFAULT_DATABASE = Settings().database_url
+_SETTINGS_DEFAULT_MEDIA_STORE = Settings().media_store
 
 
 def default_phones() -> list[VirtualPhone]:
@@ -141,6 +146,7 @@ class Sandbox:
     runtime: Runtime | None
     url: str
     page: PageConfig | None = None
+    console_password: str | None = None
     _started: bool = dataclasses.field(default=False, init=False, repr=False)
     _stopped: bool = dataclasses.field(default=False, init=False, repr=False)
 
@@ -155,6 +161,11 @@ class Sandbox:
     @property
     def transport(self) -> Transport | None:
         return self.runtime.transport if self.runtime else None
+
+    @property
+    def console_url(self) -> str | None:
+        """The operator console, when the bot runs (not emulator-only)."""
+        return self.url + "/console/" if self.runtime is not None else None
 
     @property
     def number(self) -> str:
@@ -174,6 +185,9 @@ class Sandbox:
         """End the pages' event streams (each holds a server thread)."""
         if self.page is not None:
             self.page.close_streams()
+        console = self.app.extensions.get("textwire_console")
+        if console is not None:
+            console.close_streams()
 
     def stop(self) -> None:
         """End the event streams, stop the worker and the carrier, close the
@@ -201,6 +215,12 @@ def _database_url(settings: Settings) -> str:
     if settings.database_url != _SETTINGS_DEFAULT_DATABASE:
         return settings.database_url
     return DEFAULT_DATABASE_URL
+
+
+def _media_store(settings: Settings) -> str:
+    if settings.media_store != _SETTINGS_DEFAULT_MEDIA_STORE:
+        return settings.media_store
+    return DEFAULT_MEDIA_STORE
 
 
 def _emulator_app(settings: Settings) -> Flask:
@@ -246,6 +266,10 @@ def create_sandbox(
 
     Raises:
         ConfigError: a setting the sandbox cannot work with.
+
+    The operator console is always on at ``/console``: with
+    ``TEXTWIRE_CONSOLE_PASSWORD`` (or its hash) when set, else a password made
+    up here (``Sandbox.console_password``, printed by ``textwire sandbox``).
     """
     settings = settings or Settings.from_env()
     url = base_url(host, port)
@@ -253,7 +277,13 @@ def create_sandbox(
     auth_token = settings.twilio_auth_token or secrets.token_hex(16)
     number = _owned_number(settings)
     service_sid = settings.twilio_messaging_service_sid
+    console_password = settings.console_password
+    if not (console_password or settings.console_password_hash):
+        console_password = secrets.token_urlsafe(9)
     settings = settings.replace(
+        console=not emulator_only,
+        console_password=console_password,
+        media_store=_media_store(settings),
         twilio_account_sid=account_sid,
         twilio_auth_token=auth_token,
         twilio_phone_number=number,
@@ -309,6 +339,7 @@ def create_sandbox(
         runtime=runtime,
         url=url,
         page=page,
+        console_password=console_password if not emulator_only else None,
     )
 
 

@@ -244,7 +244,29 @@ class _Page:
         shaped["reason"] = reason or event.get("error_message")
         shaped["advice"] = advice
         shaped["rank"] = STATUS_RANK.get(str(event.get("status")), 0)
+        shaped["media"] = [self._page_media(item) for item in event.get("media", [])]
         return shaped
+
+    def _page_media(self, item: dict[str, Any]) -> dict[str, Any]:
+        """A phone's own picture is drawn from the page's route: its Twilio
+        media URL wants the account's credentials, which a browser lacks."""
+        media_sid = str(item.get("url", "")).rstrip("/").rsplit("/", 1)[-1]
+        with self.state.lock:
+            kept = media_sid in self.state.media_blobs
+        if not kept:
+            return item
+        return {**item, "url": f"/sandbox/api/media/{media_sid}"}
+
+    def media(self, media_sid: str) -> Response | tuple[Response, int]:
+        """The bytes of a virtual phone's picture, for the page."""
+        with self.state.lock:
+            blob = self.state.media_blobs.get(media_sid)
+        if blob is None:
+            return _error("no such picture", 404)
+        data, content_type = blob
+        response = Response(data, content_type=content_type)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
 
     def thread(self, phone: VirtualPhone) -> list[dict[str, Any]]:
         keys = {phone.number, phone.display}
@@ -451,6 +473,7 @@ def create_page_blueprint(
         methods=["POST"],
     )
     bp.add_url_rule("/sandbox/api/segments", "segments", page.segments)
+    bp.add_url_rule("/sandbox/api/media/<media_sid>", "media", page.media)
     bp.add_url_rule("/sandbox/api/events", "events", page.events)
 
     @bp.errorhandler(_BadInput)

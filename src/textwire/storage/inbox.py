@@ -31,8 +31,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import aliased
 
 from textwire.conversation import ConversationKey, StateRecord, apply_state_changes
+from textwire.handoff import HandoffChange, HandoffState
 from textwire.messages import Inbound, Media
 
+from .console import apply_handoff, handoff_of
 from .contacts import SqlContacts
 from .engine import Database, Prepared
 from .outbox import NewMessage, SqlOutbox
@@ -63,6 +65,8 @@ class ClaimedInbound:
     attempts: int
     opted_out: bool
     public_url: str | None = None
+    # The contact is with a person (the operator console) since.
+    handoff: HandoffState | None = None
 
 
 class SqlInbox:
@@ -247,6 +251,10 @@ class SqlInbox:
                 _messages.c.media,
                 _messages.c.num_segments,
                 func.coalesce(_contacts.c.opted_out, False).label("opted_out"),
+                _contacts.c.handoff_at,
+                _contacts.c.handoff_active_at,
+                _contacts.c.handoff_note,
+                _contacts.c.handoff_by,
             )
             .join(_messages, _messages.c.id == _inbox.c.message_id)
             .outerjoin(_contacts, _contacts.c.phone == _inbox.c.contact)
@@ -288,6 +296,7 @@ class SqlInbox:
         state_changes: Mapping[ConversationKey, StateRecord | None] | None = None,
         opt_out: bool | None = None,
         deliver: bool = True,
+        handoff: HandoffChange | None = None,
     ) -> list[int] | None:
         """Commit what handling ``item`` did, and mark it done, in one transaction.
 
@@ -305,9 +314,12 @@ class SqlInbox:
                     item.id,
                 )
                 return None
-            return self._apply(
+            ids = self._apply(
                 conn, item, now, replies, state_changes or {}, opt_out, deliver
             )
+            if handoff is not None:
+                apply_handoff(conn, self.contacts, item.msg.from_, handoff, now)
+            return ids
 
     def _apply(
         self,
@@ -444,4 +456,5 @@ def _claimed(row: Any) -> ClaimedInbound:
         attempts=row.attempts,
         opted_out=bool(row.opted_out),
         public_url=row.public_url,
+        handoff=handoff_of(row),
     )

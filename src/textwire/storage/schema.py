@@ -93,6 +93,17 @@ class Contact(Base):
     opted_out_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Handed to a person (the operator console): since when, why, by whom
+    # ("bot" or an operator's name), and the last sign of a person on it (the
+    # handoff, or their latest reply), from which TEXTWIRE_HANDOFF_TIMEOUT runs.
+    handoff_at: Mapped[datetime | None]
+    handoff_active_at: Mapped[datetime | None]
+    handoff_note: Mapped[str | None] = mapped_column(Text)
+    handoff_by: Mapped[str | None] = mapped_column(String(128))
+    # The newest inbound message an operator has seen (unread counts).
+    read_message_id: Mapped[int | None] = mapped_column(ID)
+
+    __table_args__ = (Index(None, "updated_at"), Index(None, "handoff_at"))
 
 
 class Message(Base):
@@ -118,10 +129,14 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+    # The operator who wrote an outbound message (None: the bot).
+    sent_by: Mapped[str | None] = mapped_column(String(128))
 
     __table_args__ = (
         Index(None, "to_number", "created_at"),
         Index(None, "from_number", "created_at"),
+        # The console's live view looks for what changed since it last looked.
+        Index(None, "updated_at"),
     )
 
 

@@ -100,6 +100,7 @@ class Textwire:
         media: bool = True,
         metrics: bool = True,
         start_worker: bool = False,
+        console: bool | None = None,
     ) -> Mount:
         """Mount textwire on ``app``; return what it runs with.
 
@@ -125,6 +126,8 @@ class Textwire:
                 sending) in threads of this process (needs Twilio
                 credentials). Off by default: run ``textwire worker`` beside
                 the app, as in production.
+            console: serve the operator console at ``/console``; ``None``:
+                when the settings enable it (a console password is set).
 
         Raises:
             ConfigError: a setting is missing (the auth token to check
@@ -147,6 +150,20 @@ class Textwire:
             routes.append(extras_prefix + "/media/<path:filename>")
         if metrics:
             routes.append(extras_prefix + "/metrics")
+        if runtime is None:
+            settings = settings or self.settings or Settings.from_env()
+        resolved = runtime.settings if runtime is not None else settings
+        assert resolved is not None
+        with_console = resolved.console_enabled if console is None else console
+        if with_console and not (
+            resolved.console_password or resolved.console_password_hash
+        ):
+            raise ConfigError(
+                "console=True needs a password: set TEXTWIRE_CONSOLE_PASSWORD_HASH "
+                "or TEXTWIRE_CONSOLE_PASSWORD"
+            )
+        if with_console:
+            routes.append("/console/")
         _check_free(app, routes)
 
         if runtime is None:
@@ -170,6 +187,10 @@ class Textwire:
             app.register_blueprint(media_routes.bp, url_prefix=extras_prefix or None)
         if metrics:
             app.register_blueprint(metrics_routes.bp, url_prefix=extras_prefix or None)
+        if with_console:
+            from textwire.web.console import init_console
+
+            init_console(app, mount)
         return mount
 
     def _runtime(

@@ -32,6 +32,7 @@ from textwire.bot import Bot, Outcome
 from textwire.config import Settings
 from textwire.context import HandleOptions
 from textwire.errors import StorageError
+from textwire.mediastore import media_source_for
 from textwire.phone import mask
 from textwire.service import commit_outcome
 from textwire.storage.sql import ClaimedInbound, SqlStore
@@ -106,7 +107,10 @@ class InboxWorker:
         self.store = store
         self.bot = bot
         self.settings = settings
-        self.options = HandleOptions.from_settings(settings, public_url)
+        self.options = dataclasses.replace(
+            HandleOptions.from_settings(settings, public_url),
+            media_source=media_source_for(settings),
+        )
         self.concurrency = settings.handler_concurrency
         self.timeout = settings.handler_timeout
         self.lease = timedelta(seconds=max(settings.lease_seconds, 1.0))
@@ -179,6 +183,7 @@ class InboxWorker:
                 now=now or datetime.now(UTC),
                 options=self._options(item),
                 run_async=task.run_async,
+                handoff=item.handoff,
             )
         except _Abandoned:
             return Outcome(timed_out=True)

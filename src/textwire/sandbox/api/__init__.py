@@ -76,6 +76,7 @@ _ROUTES = (
     ("DELETE", "/Messages/<sid>.json", messages.delete_message),
     ("GET", "/Messages/<message_sid>/Media.json", media.list_media),
     ("GET", "/Messages/<message_sid>/Media/<media_ref>", media.media_content),
+    ("DELETE", "/Messages/<message_sid>/Media/<media_sid>.json", media.delete_media),
     ("GET", "/IncomingPhoneNumbers.json", numbers.list_numbers),
     ("GET", "/IncomingPhoneNumbers/<sid>.json", numbers.fetch_number),
     ("POST", "/IncomingPhoneNumbers/<sid>.json", numbers.update_number),

@@ -64,12 +64,15 @@ def form() -> MultiDict[str, str]:
 def authenticate() -> None:
     """HTTP basic auth with the account SID and auth token (401 / 20003), and
     the account of the path (404 for another one)."""
-    if request.endpoint == "twilio_api.media_content":
-        ref = (request.view_args or {}).get("media_ref", "")
-        if not str(ref).endswith(".json"):
-            return  # the bytes of a picture: no auth, like Twilio's default
+    # A media file's bytes need the account's credentials too: "Twilio
+    # enforces HTTP Basic Authentication for all media URLs"
+    # (https://www.twilio.com/docs/messaging/api/media-resource). The latency
+    # knob slows the API, not the files.
+    bytes_only = request.endpoint == "twilio_api.media_content" and not str(
+        (request.view_args or {}).get("media_ref", "")
+    ).endswith(".json")
     current = emulator()
-    if current.faults.latency > 0:
+    if current.faults.latency > 0 and not bytes_only:
         time.sleep(current.faults.latency)  # the knob: a slow Twilio
     state = current.state
     auth = request.authorization

@@ -12,7 +12,7 @@ from textwire.sandbox.api.errors import not_found
 from textwire.sandbox.api.paging import page
 from textwire.sandbox.state import EmMedia, EmMessage, rfc2822
 
-__all__ = ["list_media", "media_content", "message_or_404"]
+__all__ = ["delete_media", "list_media", "media_content", "message_or_404"]
 
 
 def message_or_404(sid: str) -> EmMessage:
@@ -68,3 +68,19 @@ def media_content(
         return redirect(media.url, code=302)
     data, content_type = blob
     return Response(data, content_type=content_type)
+
+
+def delete_media(account_sid: str, message_sid: str, media_sid: str) -> Response:
+    """Delete a Media resource and its file (204); Twilio keeps stored media
+    "until you delete the related Media subresource instance"."""
+    state = emulator().state
+    message = state.get_message(message_sid)
+    if message is None or account_sid != state.account_sid:
+        raise not_found()
+    with state.lock:
+        kept = [m for m in message.media if m.sid != media_sid]
+        if len(kept) == len(message.media):
+            raise not_found()
+        message.media = kept
+        state.media_blobs.pop(media_sid, None)
+    return Response(status=204)
