@@ -95,6 +95,10 @@ class Settings:
     ngrok_domain: str | None = None
     # GET /metrics: when set, scrapes must send "Authorization: Bearer <token>"
     metrics_token: str | None = dataclasses.field(default=None, repr=False)
+    # Quiet hours in the recipient's local time ("21:00-09:00"; off when
+    # unset): scheduled and broadcast messages wait for them to end, replies
+    # never do (textwire.quiet)
+    quiet_hours: str | None = None
 
     def __post_init__(self) -> None:
         if self.public_url is not None:
@@ -145,11 +149,21 @@ class Settings:
             )
         if self.ngrok_domain is not None:
             object.__setattr__(self, "ngrok_domain", _check_domain(self.ngrok_domain))
+        self._check_quiet_hours()
         if self.mms_fallback not in ("link", "drop", "send"):
             raise ConfigError(
                 "TEXTWIRE_MMS_FALLBACK must be link, drop or send, not "
                 f"{self.mms_fallback!r}"
             )
+
+    def _check_quiet_hours(self) -> None:
+        from textwire.quiet import QuietHours
+
+        try:
+            quiet = QuietHours.parse_optional(self.quiet_hours)
+        except ValueError as exc:
+            raise ConfigError(f"TEXTWIRE_QUIET_HOURS: {exc}") from None
+        object.__setattr__(self, "quiet_hours", str(quiet) if quiet else None)
 
     @property
     def has_twilio_credentials(self) -> bool:
