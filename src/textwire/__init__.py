@@ -21,9 +21,11 @@ from textwire.context import Context
 from textwire.conversation import State, States
 from textwire.errors import (
     AmbiguousSendError,
+    BroadcastError,
     ConfigError,
     InvalidMessage,
     InvalidPhoneNumber,
+    InvalidSendTime,
     PermanentSendError,
     RateLimited,
     RecipientOptedOut,
@@ -35,6 +37,7 @@ from textwire.errors import (
 from textwire.messages import Inbound, Media, Reply, SegmentInfo, segment_info
 from textwire.phone import normalize
 from textwire.routing import Router
+from textwire.sending import send_message
 
 __version__ = "0.1.0"
 
@@ -53,11 +56,14 @@ __all__ = [
     "filters",
     "normalize",
     "segment_info",
+    "send_message",
     # Errors
     "AmbiguousSendError",
+    "BroadcastError",
     "ConfigError",
     "InvalidMessage",
     "InvalidPhoneNumber",
+    "InvalidSendTime",
     "PermanentSendError",
     "RateLimited",
     "RecipientOptedOut",

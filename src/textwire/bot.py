@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from textwire import middleware as builtin
-from textwire.context import AsyncRunner, Context, HandleOptions
+from textwire.context import AsyncRunner, Context, HandleOptions, Scheduled
 from textwire.conversation import (
     BufferedStateStore,
     ConversationKey,
@@ -47,6 +47,8 @@ class Outcome:
         failed: a handler or middleware raised; ``replies`` is what the error
             hooks or the apology gave.
         timed_out: the handler ran past its time; ``replies`` is the apology.
+        scheduled: messages to the contact for later (``ctx.schedule``); none
+            when handling failed.
     """
 
     replies: tuple[Reply, ...] = ()
@@ -58,6 +60,7 @@ class Outcome:
     route: str | None = None
     failed: bool = False
     timed_out: bool = False
+    scheduled: tuple[Scheduled, ...] = ()
 
 
 class Bot:
@@ -275,6 +278,8 @@ class Bot:
             keyword=ctx.keyword,
             route=route[0].name if route else None,
             failed=failed or ctx.failed,
+            # A handler that raised leaves nothing for later either.
+            scheduled=() if failed or ctx.failed else tuple(ctx.scheduled),
         )
 
     def apology_for(self, options: HandleOptions | None = None) -> list[Reply]:

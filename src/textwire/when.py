@@ -107,8 +107,20 @@ class SendTime:
         # A wall-clock time reads differently in the two probe zones.
         self.local = probes[0] != probes[1]
         self._instant = probes[0]
+        self._probes = probes
         # One parse per distinct set of zones: a broadcast has few of them.
         self._by_zones: dict[tuple[str, ...], datetime] = {}
+
+    def check(self) -> None:
+        """Raise ``InvalidSendTime`` when the time is past in every zone of
+        the world, or over a year ahead in every one (before any row is read).
+        """
+        probes = [p for p in self._probes if p is not None]
+        latest, earliest = max(probes), min(probes)
+        if latest < self.now:  # past everywhere: check_send_time says so
+            check_send_time(latest, self.now, text=self.text)
+        if earliest > self.now:  # too far ahead everywhere: the same
+            check_send_time(earliest, self.now, text=self.text)
 
     def for_zones(self, zones: Sequence[str]) -> datetime:
         """The UTC instant for a recipient in ``zones`` (checked: ahead, within

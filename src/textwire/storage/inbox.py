@@ -289,12 +289,15 @@ class SqlInbox:
         state_changes: Mapping[ConversationKey, StateRecord | None] | None = None,
         opt_out: bool | None = None,
         deliver: bool = True,
+        later: Sequence[NewMessage] = (),
     ) -> list[int] | None:
         """Commit what handling ``item`` did, and mark it done, in one transaction.
 
         Fenced by the claim: when ``worker_id`` no longer holds the row (its
         lease ran out and another worker took it), nothing is written and
         ``None`` is returned. Otherwise the outbox ids of ``replies``.
+        ``later`` are scheduled messages: queued for the worker even when the
+        replies went out in TwiML (``deliver=False``).
         """
         with self.db.begin() as conn:
             done = conn.execute(
@@ -306,9 +309,12 @@ class SqlInbox:
                     item.id,
                 )
                 return None
-            return self._apply(
+            ids = self._apply(
                 conn, item, now, replies, state_changes or {}, opt_out, deliver
             )
+            if later:
+                self.outbox.enqueue_many(conn, later, now=now)
+            return ids
 
     def _apply(
         self,

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine
 
+from .broadcasts import SqlBroadcasts
 from .contacts import SqlContacts
 from .engine import Database, normalize_database_url
 from .inbox import ClaimedInbound, SqlInbox
@@ -48,6 +49,7 @@ class SqlStore:
         rates: each sender's rate-limit slots.
         messages: history and delivery status (status callbacks).
         states: conversation state.
+        broadcasts: bulk sends from CSV files and their progress.
     """
 
     def __init__(self, url: str, *, engine: Engine | None = None) -> None:
@@ -58,6 +60,7 @@ class SqlStore:
         self.states = SqlStates(self.db)
         self.outbox = SqlOutbox(self.db, self.rates)
         self.inbox = SqlInbox(self.db, self.contacts, self.states, self.outbox)
+        self.broadcasts = SqlBroadcasts(self.db, self.outbox)
 
     def __repr__(self) -> str:
         return f"SqlStore({self.db!r})"
