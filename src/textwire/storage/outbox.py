@@ -799,13 +799,12 @@ class SqlOutbox:
         wanted = list(dict.fromkeys(ids))
         with self.db.begin() as conn:
             self._cancel(conn, OutboxItem.id.in_(wanted), now)
-            found = dict(
-                conn.execute(
-                    select(OutboxItem.id, OutboxItem.status).where(
-                        OutboxItem.id.in_(wanted)
-                    )
-                ).tuples()
+            rows = conn.execute(
+                select(OutboxItem.id, OutboxItem.status).where(
+                    OutboxItem.id.in_(wanted)
+                )
             )
+            found = {int(r.id): str(r.status) for r in rows}
         return {i: found.get(i) for i in wanted}
 
     def cancel_broadcast(self, broadcast_id: int, *, now: datetime) -> int:
