@@ -18,7 +18,7 @@ from typing import cast
 import phonenumbers
 
 from textwire.errors import InvalidMessage, InvalidPhoneNumber, InvalidSendTime
-from textwire.media import MmsPolicy, apply_mms_policy
+from textwire.media import MMS_REGIONS, MmsPolicy, apply_mms_policy
 from textwire.messages import Reply, segment_info
 from textwire.phone import mask, normalize, region_of
 from textwire.quiet import check_zone, zones_for_number
@@ -160,10 +160,17 @@ class Planner:
         except InvalidPhoneNumber as exc:
             raise RowError(f"invalid number {mask(raw)}: {exc.reason}") from None
         body = self.template.render(row)
+        where = region_of(to)
         try:
-            parts = apply_mms_policy(to, Reply(body, self.media), self.policy)
+            reply = Reply(body, self.media)
         except InvalidMessage as exc:
             raise RowError(str(exc)) from None
+        # apply_mms_policy would look the region up again (a costly parse):
+        # it is only needed for pictures to a phone without MMS.
+        if not reply.media or self.policy == "send" or where in MMS_REGIONS:
+            parts = [reply]
+        else:
+            parts = apply_mms_policy(to, reply, self.policy)
         if not parts:
             raise RowError("nothing to send (no text, and the media were dropped)")
         zone = self._zone(row)
@@ -180,7 +187,7 @@ class Planner:
             line=line,
             to=to,
             parts=tuple(_part(p) for p in parts),
-            region=region_of(to),
+            region=where,
             time_zone=zone,
             send_at=send_at,
         )
