@@ -344,3 +344,23 @@ def test_send_message_queues_one_path_with_the_cli(
         store.contacts.set_opt_out(conn, BEN, True, NOW)
     with pytest.raises(RecipientOptedOut):
         send_message(BEN, "x", at="+1h", settings=settings, store=store)
+
+
+# -- metrics ---------------------------------------------------------------------------
+
+
+def test_metrics_count_scheduled_held_and_bulk_rows(store: SqlStore) -> None:
+    from textwire import metrics
+
+    from .test_metrics import parse, value
+
+    later = datetime.now(UTC) + timedelta(hours=3)
+    queue(store, send_at=later)
+    queue(store, to=BEN, send_at=later)
+    bulk(store, None, phones(4))
+    samples = parse(metrics.render(store).decode())
+    waiting = {
+        kind: value(samples, "textwire_outbox_waiting", kind=kind)
+        for kind in ("scheduled", "held", "bulk")
+    }
+    assert waiting == {"scheduled": 2, "held": 0, "bulk": 4}
