@@ -2,7 +2,7 @@
 
 Environment (all optional):
 
-* ``BENCH_ONLY=inbound,outbound,reply``: run only these parts;
+* ``BENCH_ONLY=inbound,outbound,reply,broadcast``: run only these parts;
 * ``BENCH_EXPERIMENTS=name,…``: patch proposed fixes into the processes
   under test (``bench/experiments/sitecustomize.py``); results then go to
   ``results/experiments.{md,json}``;
@@ -28,7 +28,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import inbound, outbound, reply
+from bench import broadcast, inbound, outbound, reply
 from bench.common import (
     RESULTS,
     Config,
@@ -43,7 +43,7 @@ from bench.common import (
 )
 from bench.report import markdown
 
-PARTS = ("inbound", "outbound", "reply")
+PARTS = ("inbound", "outbound", "reply", "broadcast")
 
 
 def command() -> str:
@@ -78,7 +78,12 @@ def main() -> int:
             field.name: getattr(cfg, field.name) for field in dataclasses.fields(cfg)
         },
     }
-    runners = {"inbound": inbound.run, "outbound": outbound.run, "reply": reply.run}
+    runners = {
+        "inbound": inbound.run,
+        "outbound": outbound.run,
+        "reply": reply.run,
+        "broadcast": broadcast.run,
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     try:
         with processes() as procs:
@@ -92,7 +97,7 @@ def main() -> int:
                     flush=True,
                 )
     finally:
-        if "inbound" in parts or "outbound" in parts:
+        if {"inbound", "outbound", "broadcast"} & set(parts):
             drop_pg_database()
     results["seconds"] = time.time() - started
     results["redone_measurements"] = quiet.redone
