@@ -254,6 +254,7 @@ def slow_sender_figure(cfg: Config, procs: Procs, emulator: Emulator) -> dict[st
 
 
 def run(cfg: Config, procs: Procs, quiet: Quiet) -> dict[str, Any]:
+    WORK.mkdir(parents=True, exist_ok=True)
     imports = [
         import_figure("postgresql", _fresh_pg()),
         import_figure("sqlite", fresh_sqlite("broadcast-import.db")),

@@ -27,6 +27,9 @@ CORE = [
     "textwire.codes",
     "textwire.status",
     "textwire.ratelimit",
+    "textwire.quiet",
+    "textwire.when",
+    "textwire.sending",
     "textwire.transports",
 ]
 
