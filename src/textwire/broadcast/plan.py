@@ -111,6 +111,8 @@ class Planner:
         mms_fallback: the MMS policy (``link``, ``drop``, ``send``).
         opted_out: the numbers that replied STOP.
         send_time: when to send (``None``: now).
+        regions: work out each recipient's region for the preview's counts
+            (the import needs it only to decide MMS or SMS for pictures).
     """
 
     def __init__(
@@ -123,7 +125,9 @@ class Planner:
         mms_fallback: str,
         opted_out: set[str],
         send_time: SendTime | None = None,
+        regions: bool = True,
     ) -> None:
+        self.regions = regions
         self.source = source
         self.template = template
         self.media = tuple(media)
@@ -160,7 +164,8 @@ class Planner:
         except InvalidPhoneNumber as exc:
             raise RowError(f"invalid number {mask(raw)}: {exc.reason}") from None
         body = self.template.render(row)
-        where = region_of(to)
+        # region_of parses the number again (the costliest step of a row).
+        where = region_of(to) if self.regions or self.media else None
         try:
             reply = Reply(body, self.media)
         except InvalidMessage as exc:

@@ -292,6 +292,7 @@ def import_rows(
         send_time=SendTime(b["send_at_text"], b["planned_at"])
         if b["send_at_text"]
         else None,
+        regions=False,
     )
     importer = _Importer(store, b, batch, progress, now)
     for row in planner.rows():
