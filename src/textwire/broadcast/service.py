@@ -384,6 +384,7 @@ class _Importer:
     def finish(self) -> None:
         if self.rows > self.start or self.pending:
             self._commit()
+        self.store.broadcasts.refresh_statistics()
         self.store.broadcasts.move(
             self.b["id"],
             "sending",

@@ -105,6 +105,14 @@ class SqlBroadcasts:
             self.outbox.enqueue_batch(conn, messages, now=now)
             return True
 
+    def refresh_statistics(self) -> None:
+        """PostgreSQL: ANALYZE the outbox after a broadcast added many rows,
+        so the claim's ordered index scan is planned at once (autovacuum
+        would do it only later; until then each claim sorts the backlog)."""
+        if self.db.dialect == "postgresql":
+            with self.db.begin() as conn:
+                conn.exec_driver_sql("ANALYZE outbox")
+
     def queued_numbers(self, broadcast_id: int) -> set[str]:
         """The numbers a broadcast has outbox rows for already."""
         with self.db.read() as conn:

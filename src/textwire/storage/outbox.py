@@ -132,15 +132,24 @@ class RatePlan:
 # -- what the claim asks of a row (kept apart: the claim's query is tuned) -------
 
 
-def _is_due(now: datetime) -> Any:
-    """Queued or unknown rows whose time (and send time) has come; ``sending``
-    ones whose worker's lease ran out."""
+def _time_has_come(now: datetime) -> Any:
+    return and_(
+        OutboxItem.next_attempt_at <= now,
+        or_(OutboxItem.send_at.is_(None), OutboxItem.send_at <= now),
+    )
+
+
+def _is_due_queued(now: datetime) -> Any:
+    """Queued rows whose time (and send time) has come: read in the order of
+    the ``(status, priority, next_attempt_at, id)`` index."""
+    return and_(OutboxItem.status == "queued", _time_has_come(now))
+
+
+def _is_due_again(now: datetime) -> Any:
+    """Unknown rows (to reconcile) whose time has come; ``sending`` ones whose
+    worker's lease ran out."""
     return or_(
-        and_(
-            OutboxItem.status.in_(("queued", "unknown")),
-            OutboxItem.next_attempt_at <= now,
-            or_(OutboxItem.send_at.is_(None), OutboxItem.send_at <= now),
-        ),
+        and_(OutboxItem.status == "unknown", _time_has_come(now)),
         and_(OutboxItem.status == "sending", OutboxItem.lease_expires_at < now),
     )
 
@@ -456,7 +465,7 @@ class SqlOutbox:
         nothing else), ``broadcast`` to that broadcast's rows.
         """
         with self.db.begin() as conn:
-            candidates = conn.execute(self._due(now, limit, only, broadcast)).all()
+            candidates = self._candidates(conn, now, limit, only, broadcast)
             if not candidates:
                 return []
             candidates = self._hold_quiet(conn, candidates, now)
@@ -490,12 +499,35 @@ class SqlOutbox:
         items.sort(key=lambda item: (item.priority, item.id))
         return items
 
+    def _candidates(
+        self,
+        conn: Connection,
+        now: datetime,
+        limit: int,
+        only: Sequence[int] | None,
+        broadcast: int | None,
+    ) -> list[Any]:
+        """Due rows, locked: first the few to retry or take over (``unknown``,
+        expired ``sending``), then queued ones. Two queries, so the queued
+        ones come from an ordered index scan that stops at ``limit`` rather
+        than sorting a broadcast's whole backlog at every claim."""
+        retries = conn.execute(
+            self._due(now, limit, only, broadcast, fresh=False)
+        ).all()
+        room = limit - len(retries)
+        if room <= 0:
+            return list(retries)
+        fresh = conn.execute(self._due(now, room, only, broadcast, fresh=True)).all()
+        return [*retries, *fresh]
+
     def _due(
         self,
         now: datetime,
         limit: int,
         only: Sequence[int] | None,
         broadcast: int | None = None,
+        *,
+        fresh: bool,
     ) -> Any:
         stmt = select(
             OutboxItem.id,
@@ -506,7 +538,11 @@ class SqlOutbox:
             OutboxItem.to_number,
             OutboxItem.quiet_hours,
             OutboxItem.time_zone,
-        ).where(_is_due(now), ~_blocked(now), _broadcast_allows())
+        ).where(
+            _is_due_queued(now) if fresh else _is_due_again(now),
+            ~_blocked(now),
+            _broadcast_allows(),
+        )
         if only is not None:
             stmt = stmt.where(OutboxItem.id.in_(list(only)))
         if broadcast is not None:

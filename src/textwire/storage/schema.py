@@ -236,6 +236,8 @@ class OutboxItem(Base):
         Index(None, "status", "next_attempt_at"),
         Index(None, "to_number", "id"),
         Index(None, "broadcast_id", "status"),
+        # The claim reads queued rows in this order and stops at its limit.
+        Index(None, "status", "priority", "next_attempt_at", "id"),
     )
 
 

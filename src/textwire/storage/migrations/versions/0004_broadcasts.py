@@ -69,10 +69,15 @@ def upgrade() -> None:
         batch.create_index(
             op.f("ix_outbox_broadcast_id_status"), ["broadcast_id", "status"]
         )
+        batch.create_index(
+            op.f("ix_outbox_status_priority_next_attempt_at_id"),
+            ["status", "priority", "next_attempt_at", "id"],
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("outbox") as batch:
+        batch.drop_index(op.f("ix_outbox_status_priority_next_attempt_at_id"))
         batch.drop_index(op.f("ix_outbox_broadcast_id_status"))
         batch.drop_constraint(
             op.f("fk_outbox_broadcast_id_broadcasts"), type_="foreignkey"
