@@ -2,7 +2,7 @@
 
 Environment (all optional):
 
-* ``BENCH_ONLY=inbound,slowbot,outbound,reply``: run only these parts;
+* ``BENCH_ONLY=inbound,slowbot,outbound,reply,broadcast``: run only these parts;
 * ``BENCH_QUIET_LIMIT``, ``BENCH_QUIET_WAIT`` (0.10, 120 s): before starting,
   wait up to that long for other work on the machine to drop below that
   share of the cores; ``BENCH_QUIET_BUDGET`` (180 s): how long in all to
@@ -30,7 +30,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import inbound, outbound, reply, slowbot
+from bench import broadcast, inbound, outbound, reply, slowbot
 from bench.common import (
     RESULTS,
     Config,
@@ -44,7 +44,7 @@ from bench.common import (
 )
 from bench.report import markdown
 
-PARTS = ("inbound", "slowbot", "outbound", "reply")
+PARTS = ("inbound", "slowbot", "outbound", "reply", "broadcast")
 
 
 def command() -> str:
@@ -83,6 +83,7 @@ def main() -> int:
         "slowbot": slowbot.run,
         "outbound": outbound.run,
         "reply": reply.run,
+        "broadcast": broadcast.run,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     try:

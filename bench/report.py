@@ -192,6 +192,59 @@ def reply_rows(reply: dict[str, Any]) -> list[Row]:
             NA,
         )
     )
+    if "broadcast" in r:
+        rows += broadcast_rows(r["broadcast"])
+    return rows
+
+
+def broadcast_rows(b: dict[str, Any]) -> list[tuple[str, str, str, str, str, str]]:
+    """The broadcast figures: import of a big list, sending with replies."""
+    rows: list[tuple[str, str, str, str, str, str]] = []
+    for entry in b["import"]:
+        rows.append(
+            (
+                f"Broadcast import + preview + queue, {entry['rows']:,} rows, "
+                f"{entry['database']}: rows/s / peak RSS",
+                f"{_n(entry['rows_per_s'])} / {_n(entry['peak_rss_mb'])} MB",
+                NA,
+                NA,
+                "< 200 MB",
+                _verdict(entry["peak_rss_mb"] < 200),
+            )
+        )
+    send = b["send"]
+    rows.append(
+        (
+            f"Broadcast of {send['recipients']:,} at {b['ceiling_mps']:g} seg/s, "
+            f"{b['latency_s'] * 1000:.0f} ms API: share of ceiling, duplicates",
+            f"{100 * send['share_of_ceiling']:.0f} % / {send['duplicates']}",
+            f"ceiling {_n(b['ceiling_mps'])}",
+            NA,
+            "≥ 95 % / 0",
+            _verdict(send["share_of_ceiling"] >= 0.95 and send["duplicates"] == 0),
+        )
+    )
+    rows.append(
+        (
+            "Reply latency during that broadcast, p50 / p99",
+            f"{_ms(send['reply_p50_ms'])} / {_ms(send['reply_p99_ms'])}",
+            NA,
+            NA,
+            NA,
+            NA,
+        )
+    )
+    slow = b["slow_sender"]
+    rows.append(
+        (
+            "Reply latency behind a broadcast at 1 segment/s (long code), p50 / p99",
+            f"{_ms(slow['reply_p50_ms'])} / {_ms(slow['reply_p99_ms'])}",
+            NA,
+            NA,
+            "p99 < 2 s",
+            _verdict(slow["reply_p99_ms"] < 2000),
+        )
+    )
     return rows
 
 

@@ -22,9 +22,11 @@ from textwire.context import Context
 from textwire.conversation import State, States
 from textwire.errors import (
     AmbiguousSendError,
+    BroadcastError,
     ConfigError,
     InvalidMessage,
     InvalidPhoneNumber,
+    InvalidSendTime,
     MediaFetchError,
     MediaTooLarge,
     PermanentSendError,
@@ -38,6 +40,7 @@ from textwire.errors import (
 from textwire.messages import Inbound, Media, Reply, SegmentInfo, segment_info
 from textwire.phone import normalize
 from textwire.routing import Router
+from textwire.sending import send_message
 
 __version__ = "0.1.0"
 
@@ -57,11 +60,14 @@ __all__ = [
     "filters",
     "normalize",
     "segment_info",
+    "send_message",
     # Errors
     "AmbiguousSendError",
+    "BroadcastError",
     "ConfigError",
     "InvalidMessage",
     "InvalidPhoneNumber",
+    "InvalidSendTime",
     "MediaFetchError",
     "MediaTooLarge",
     "PermanentSendError",

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from textwire import middleware as builtin
-from textwire.context import AsyncRunner, Context, HandleOptions
+from textwire.context import AsyncRunner, Context, HandleOptions, Scheduled
 from textwire.conversation import (
     BufferedStateStore,
     ConversationKey,
@@ -50,6 +50,8 @@ class Outcome:
         timed_out: the handler ran past its time; ``replies`` is the apology.
         handoff: hand the contact to a person (``ctx.handoff()``) or back to
             the bot (the handoff timed out); ``None`` leaves it.
+        scheduled: messages to the contact for later (``ctx.schedule``); none
+            when handling failed.
     """
 
     replies: tuple[Reply, ...] = ()
@@ -62,6 +64,7 @@ class Outcome:
     failed: bool = False
     timed_out: bool = False
     handoff: HandoffChange | None = None
+    scheduled: tuple[Scheduled, ...] = ()
 
 
 class Bot:
@@ -283,6 +286,8 @@ class Bot:
             route=route[0].name if route else None,
             failed=failed or ctx.failed,
             handoff=ctx.handoff_change,
+            # A handler that raised leaves nothing for later either.
+            scheduled=() if failed or ctx.failed else tuple(ctx.scheduled),
         )
 
     def apology_for(self, options: HandleOptions | None = None) -> list[Reply]:

@@ -1,4 +1,5 @@
-"""The ``textwire`` command: run, sandbox, dev, doctor, send, worker, db upgrade."""
+"""The ``textwire`` command: run, sandbox, dev, doctor, send, worker, db upgrade,
+broadcast and scheduled (``textwire.broadcast.cli``)."""
 
 from __future__ import annotations
 
@@ -635,6 +636,13 @@ def worker(metrics_port: int | None, metrics_host: str) -> None:
     is_flag=True,
     help="Queue and return; a running `textwire run` or worker sends it.",
 )
+@click.option(
+    "--at",
+    "when",
+    metavar="WHEN",
+    help="Schedule it: ISO 8601 with an offset, +2h / +30m, or a local time "
+    "such as 'tomorrow 09:00' (the recipient's). A running worker sends it.",
+)
 @click.option("--timeout", default=120.0, show_default=True, type=click.FloatRange(1))
 @click.option(
     "--probe",
@@ -646,6 +654,7 @@ def send(
     body: str,
     media: tuple[str, ...],
     queue_only: bool,
+    when: str | None,
     timeout: float,
     probe: bool,
 ) -> None:
@@ -662,6 +671,9 @@ def send(
         reply = Reply(body, media)
     except InvalidMessage as exc:
         raise click.UsageError(str(exc)) from None
+    send_at = _send_time(when, recipient)
+    # A scheduled message is sent by a worker when its time comes.
+    queue_only = queue_only or send_at is not None
     transport = None if queue_only else _transport(settings, dry_run=False)
     info = reply.segments
     out.print(
@@ -701,7 +713,12 @@ def send(
     store = runtime.store
     try:
         outbox_ids = queue_message(
-            store, to=recipient, body=reply.body, media=reply.media, settings=settings
+            store,
+            to=recipient,
+            body=reply.body,
+            media=reply.media,
+            settings=settings,
+            at=send_at,
         )
     except (ConfigError, InvalidMessage) as exc:
         runtime.stop()
@@ -718,6 +735,15 @@ def send(
         )
     if transport is None:
         runtime.stop()
+        if send_at is not None:
+            from textwire.broadcast.cli import describe_time
+
+            out.print(
+                f"scheduled as outbox {names} for {describe_time(send_at, recipient)}"
+            )
+            if settings.quiet_hours:
+                out.print(f"  held during quiet hours {settings.quiet_hours}")
+            return
         out.print(f"queued as outbox {names}")
         return
 
@@ -782,6 +808,21 @@ def hash_password(password: str) -> None:
 main.add_command(console_, name="console")
 
 
+def _send_time(when: str | None, recipient: str) -> Any:
+    """``--at`` as a UTC datetime (``None`` when not given); a usage error
+    (exit 2) when it is unreadable, past, or over a year ahead."""
+    if when is None:
+        return None
+    from textwire.errors import InvalidSendTime
+    from textwire.quiet import zones_for_number
+    from textwire.when import parse_when
+
+    try:
+        return parse_when(when, zones=zones_for_number(recipient))
+    except InvalidSendTime as exc:
+        raise click.BadParameter(str(exc), param_hint="--at") from None
+
+
 # -- db ----------------------------------------------------------------------
 
 
@@ -811,3 +852,14 @@ def upgrade() -> None:
         out.print(f"database already at revision {after}")
     else:
         out.print(f"database upgraded {before or 'empty'} → {after}")
+
+
+def _add_bulk_commands() -> None:
+    # The broadcast and scheduled groups live in a module of their own.
+    from textwire.broadcast.cli import broadcast, scheduled
+
+    main.add_command(broadcast)
+    main.add_command(scheduled)
+
+
+_add_bulk_commands()

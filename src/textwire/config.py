@@ -116,6 +116,10 @@ class Settings:
     media_max_bytes: int = 10 * 1024 * 1024
     media_timeout: float = 15.0
     delete_media_after_copy: bool = False
+    # Quiet hours in the recipient's local time ("21:00-09:00"; off when
+    # unset): scheduled and broadcast messages wait for them to end, replies
+    # never do (textwire.quiet)
+    quiet_hours: str | None = None
 
     def __post_init__(self) -> None:
         if self.public_url is not None:
@@ -174,11 +178,21 @@ class Settings:
             raise ConfigError("TEXTWIRE_MEDIA_MAX_BYTES must be at least 1")
         if self.media_timeout <= 0:
             raise ConfigError("TEXTWIRE_MEDIA_TIMEOUT must be greater than 0")
+        self._check_quiet_hours()
         if self.mms_fallback not in ("link", "drop", "send"):
             raise ConfigError(
                 "TEXTWIRE_MMS_FALLBACK must be link, drop or send, not "
                 f"{self.mms_fallback!r}"
             )
+
+    def _check_quiet_hours(self) -> None:
+        from textwire.quiet import QuietHours
+
+        try:
+            quiet = QuietHours.parse_optional(self.quiet_hours)
+        except ValueError as exc:
+            raise ConfigError(f"TEXTWIRE_QUIET_HOURS: {exc}") from None
+        object.__setattr__(self, "quiet_hours", str(quiet) if quiet else None)
 
     @property
     def console_enabled(self) -> bool:

@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
@@ -16,9 +16,24 @@ from textwire.conversation import ConversationState
 from textwire.handoff import HandoffChange, HandoffState
 from textwire.messages import Inbound, Reply
 
-__all__ = ["AsyncRunner", "BotInfo", "Context", "HandleOptions"]
+__all__ = ["AsyncRunner", "BotInfo", "Context", "HandleOptions", "Scheduled", "When"]
 
 T = TypeVar("T")
+
+When = datetime | timedelta | str
+"""A send time: an aware ``datetime``, a ``timedelta`` from now, or text
+(``"+2h"``, ``"tomorrow 09:00"`` in the contact's local time; see
+:mod:`textwire.when`)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Scheduled:
+    """A message to the contact for later: ``reply`` is sent at ``at`` (UTC),
+    not before (and, with quiet hours on, not during them)."""
+
+    reply: Reply
+    at: datetime
+
 
 AsyncRunner = Callable[[Awaitable[Any]], Any]
 """Runs an awaitable (an ``async def`` handler's) to completion and returns its
@@ -125,6 +140,7 @@ class Context:
         self.opted_out = opted_out
         self.now = now or datetime.now(UTC)
         self.replies: list[Reply] = []
+        self.scheduled: list[Scheduled] = []
         # Set by the opt-out middleware: True opts the contact out, False back
         # in; the keyword it matched.
         self.opt_out_change: bool | None = None
@@ -137,15 +153,61 @@ class Context:
         self.failed = False
         self._run_async = run_async
 
-    def reply(self, body: str = "", media: Sequence[str] | str = ()) -> Reply:
+    def reply(
+        self,
+        body: str = "",
+        media: Sequence[str] | str = (),
+        *,
+        at: When | None = None,
+    ) -> Reply:
         """Queue one reply to the sender: text and up to 10 images, one message.
 
         Call it several times to send several messages, in that order. Raises
         ``InvalidMessage`` at once when the reply breaks one of Twilio's limits.
+        With ``at`` it is sent later instead (:meth:`schedule`).
         """
+        if at is not None:
+            return self.schedule(body, media, at=at)
         reply = Reply(body, media)
         self.replies.append(reply)
         return reply
+
+    def schedule(
+        self, body: str = "", media: Sequence[str] | str = (), *, at: When
+    ) -> Reply:
+        """Queue a message to the sender for later: a reminder, a follow-up.
+
+        ``at`` is an aware ``datetime``, a ``timedelta`` from now, or text
+        read in the contact's local time (``"+1h"``, ``"tomorrow 09:00"``).
+        Committed with the rest of this message's effects; listed by
+        ``textwire scheduled list`` and cancellable until it is sent. Quiet
+        hours (``TEXTWIRE_QUIET_HOURS``) hold it, unlike a reply.
+
+        Example::
+
+            @bot.message(F.keyword("book"))
+            def book(msg: Inbound, ctx: Context) -> str:
+                ctx.schedule("How did your visit go?", at=timedelta(hours=1))
+                return "Booked for 3 pm."
+
+        Raises:
+            InvalidMessage: the message breaks one of Twilio's limits.
+            InvalidSendTime: ``at`` is unreadable, past, or over a year ahead.
+        """
+        reply = Reply(body, media)
+        self.scheduled.append(Scheduled(reply, self._send_time(at)))
+        return reply
+
+    def _send_time(self, at: When) -> datetime:
+        from textwire.when import check_send_time, parse_when
+
+        if isinstance(at, timedelta):
+            return check_send_time(self.now + at, self.now)
+        if isinstance(at, datetime):
+            return check_send_time(at, self.now)
+        from textwire.quiet import zones_for_number
+
+        return parse_when(at, now=self.now, zones=zones_for_number(self.contact))
 
     def media_url(self, path: str) -> str:
         """The public URL of a file the bot serves from its media folder.

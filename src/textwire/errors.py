@@ -9,6 +9,9 @@ TextwireError
 ├── InvalidPhoneNumber          # (also ValueError) a number normalize() cannot accept
 ├── InvalidMessage              # (also ValueError) a reply over one of Twilio's limits
 ├── RecipientOptedOut           # the recipient replied STOP: refused, no API call
+├── InvalidSendTime             # (also ValueError) a send time in the past, too far
+│                               #   ahead, or one that cannot be read
+├── BroadcastError              # a broadcast's file, template or state refuses it
 ├── WebhookError
 │   ├── InvalidSignature        # missing or forged X-Twilio-Signature
 │   └── MalformedWebhook        # a form Twilio would never send
@@ -28,10 +31,12 @@ from __future__ import annotations
 
 __all__ = [
     "AmbiguousSendError",
+    "BroadcastError",
     "ConfigError",
     "DevSetupError",
     "InvalidMessage",
     "InvalidPhoneNumber",
+    "InvalidSendTime",
     "InvalidSignature",
     "MalformedWebhook",
     "MediaFetchError",
@@ -120,6 +125,17 @@ class InvalidMessage(TextwireError, ValueError):
 
 class RecipientOptedOut(TextwireError):
     """The recipient opted out (replied STOP); nothing is sent until START."""
+
+
+class InvalidSendTime(TextwireError, ValueError):
+    """A send time (``--at``, ``ctx.schedule(at=...)``) that cannot be used:
+    unreadable, in the past, or more than a year ahead."""
+
+
+class BroadcastError(TextwireError):
+    """A broadcast that cannot be created or changed: a file that is not CSV,
+    no number column, a template that fails everywhere, an unknown ID, or a
+    state that forbids the change (resuming a cancelled one)."""
 
 
 class WebhookError(TextwireError):

@@ -34,6 +34,7 @@ Metric names::
     textwire_inbox_oldest_pending_age_seconds          (gauge, at scrape)
     textwire_outbox_depth                              (gauge, at scrape)
     textwire_outbox_oldest_due_age_seconds             (gauge, at scrape)
+    textwire_outbox_waiting{kind="scheduled"|"held"|"bulk"} (gauge, at scrape)
     textwire_database_up                               (gauge, at scrape)
 """
 
@@ -305,6 +306,7 @@ class OutboxCollector:
         try:
             depth, oldest = self.store.outbox.stats(now)
             inbox_depth, inbox_oldest = self.store.inbox.stats(now)
+            waiting = self.store.outbox.waiting_counts(now)
         except StorageError as exc:
             logger.warning("metrics: outbox query failed: %s", exc)
             up.add_metric([], 0)
@@ -340,7 +342,21 @@ class OutboxCollector:
                 "due (0 when none is due), at this scrape.",
                 value=age,
             ),
+            _waiting(waiting),
         ]
+
+
+def _waiting(counts: dict[str, int]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(
+        "textwire_outbox_waiting",
+        "Open outbox rows by kind: scheduled (their send time is ahead), held "
+        "(inside the recipient's quiet hours), bulk (a broadcast's), at this "
+        "scrape.",
+        labels=["kind"],
+    )
+    for kind in ("scheduled", "held", "bulk"):
+        family.add_metric([kind], counts.get(kind, 0))
+    return family
 
 
 class _Forward:

@@ -1,5 +1,6 @@
-"""The ways a message enters the outbox: a reply to an inbound message, or a
-send of one's own (``textwire send``)."""
+"""The ways a message enters the outbox: a reply to an inbound message (now
+or scheduled by the handler), or a send of one's own (``textwire send``,
+:func:`textwire.send_message`), now or at a given time."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from textwire.storage.sql import ClaimedInbound, NewMessage, SqlStore
 
 if TYPE_CHECKING:
     from textwire.bot import Bot, Outcome
-    from textwire.context import AsyncRunner, HandleOptions
+    from textwire.context import AsyncRunner, HandleOptions, Scheduled
     from textwire.messages import Inbound
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "queue_message",
     "reply_messages",
     "reply_sender",
+    "scheduled_messages",
 ]
 
 logger = logging.getLogger("textwire.inbound")
@@ -74,6 +76,31 @@ def reply_messages(
     ]
 
 
+def scheduled_messages(
+    item: ClaimedInbound, scheduled: Sequence[Scheduled], settings: Settings
+) -> list[NewMessage]:
+    """The outbox rows of a handler's messages for later (``ctx.schedule``):
+    through the outbox and the worker (never TwiML), the MMS policy applied,
+    held by the quiet hours of the settings."""
+    msg = item.msg
+    from_, service = reply_sender(msg.to, settings)
+    policy = cast(MmsPolicy, settings.mms_fallback)
+    return [
+        NewMessage(
+            to=msg.from_,
+            body=part.body,
+            media=part.media,
+            from_=from_,
+            messaging_service_sid=service,
+            in_reply_to=item.message_id,
+            send_at=entry.at,
+            quiet_hours=settings.quiet_hours,
+        )
+        for entry in scheduled
+        for part in apply_mms_policy(msg.from_, entry.reply, policy)
+    ]
+
+
 def commit_outcome(
     store: SqlStore,
     item: ClaimedInbound,
@@ -100,6 +127,7 @@ def commit_outcome(
         opt_out=outcome.opt_out,
         deliver=not twiml,
         handoff=outcome.handoff,
+        later=scheduled_messages(item, outcome.scheduled, settings),
     )
     if outbox_ids is None:
         metrics.count_handled("lost")
@@ -195,15 +223,21 @@ def queue_message(
     media: Sequence[str] = (),
     settings: Settings,
     now: datetime | None = None,
+    at: datetime | str | None = None,
 ) -> list[int]:
-    """Queue one outbound message (``textwire send``); return its outbox ids.
+    """Queue one outbound message (``textwire send``, ``send_message``);
+    return its outbox ids.
 
     One id, unless the MMS policy turned pictures for a phone without MMS
-    into links that did not fit beside the text (then two, in order).
+    into links that did not fit beside the text (then two, in order). With
+    ``at`` (an aware datetime, or text such as ``"+2h"`` or ``"tomorrow
+    09:00"`` read in the recipient's local time) it is a scheduled message:
+    sent then, not before, and held by the settings' quiet hours.
 
     Raises:
         InvalidPhoneNumber: ``to`` is not a valid number.
         InvalidMessage: the message breaks one of Twilio's limits.
+        InvalidSendTime: ``at`` is unreadable, past, or over a year ahead.
         ConfigError: no sender is configured.
         RecipientOptedOut: the recipient replied STOP.
     """
@@ -211,6 +245,8 @@ def queue_message(
     if not settings.allow_private_media:
         check_reply_media(reply, settings.public_url)
     recipient = normalize(to, settings.default_region)
+    clock = now or datetime.now(UTC)
+    send_at = _send_at(at, recipient, clock)
     parts = apply_mms_policy(recipient, reply, cast(MmsPolicy, settings.mms_fallback))
     from_: str | None = None
     service = settings.twilio_messaging_service_sid
@@ -220,9 +256,8 @@ def queue_message(
                 "no sender: set TWILIO_PHONE_NUMBER or TWILIO_MESSAGING_SERVICE_SID"
             )
         from_ = normalize_sender(settings.twilio_phone_number, settings.default_region)
-    at = now or datetime.now(UTC)
     with store.begin() as conn:
-        if store.contacts.ensure(conn, recipient, at):
+        if store.contacts.ensure(conn, recipient, clock):
             raise RecipientOptedOut(
                 f"{mask(recipient)} opted out (replied STOP): not sent. They can "
                 "text START to opt back in."
@@ -236,8 +271,24 @@ def queue_message(
                     media=part.media,
                     from_=from_,
                     messaging_service_sid=service,
+                    send_at=send_at,
+                    # Quiet hours hold what was scheduled, not a send for now.
+                    quiet_hours=settings.quiet_hours if send_at else None,
                 )
                 for part in parts
             ],
-            now=at,
+            now=clock,
         )
+
+
+def _send_at(
+    at: datetime | str | None, recipient: str, now: datetime
+) -> datetime | None:
+    from textwire.quiet import zones_for_number
+    from textwire.when import check_send_time, parse_when
+
+    if at is None:
+        return None
+    if isinstance(at, datetime):
+        return check_send_time(at, now)
+    return parse_when(at, now=now, zones=zones_for_number(recipient))

@@ -327,7 +327,14 @@ def create_sandbox(
         owned.sms_method = "POST"
         bot_name = runtime.bot.name
 
-    page = PageConfig(number=number, url=url, bot_name=bot_name, explain=describe)
+    page = PageConfig(
+        number=number,
+        url=url,
+        bot_name=bot_name,
+        explain=describe,
+        store=runtime.store if runtime else None,
+        settings=runtime.settings if runtime else None,
+    )
     app.register_blueprint(create_api_blueprint(state, carrier, faults))
     app.register_blueprint(create_page_blueprint(state, carrier, page))
     app.extensions["textwire.sandbox"] = state

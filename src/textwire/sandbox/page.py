@@ -11,6 +11,11 @@ talks to these endpoints, all JSON except the event stream:
 ``GET  /sandbox/api/phones/<number>/messages``         one phone's thread
 ``POST /sandbox/api/phones/<number>/messages``         the phone texts the number
                                                        (``body``, ``media`` files)
+``GET  /sandbox/api/phones/<number>/scheduled``       the bot's messages to it
+                                                       that wait ("scheduled for")
+``POST /sandbox/api/broadcasts``                       a broadcast from a CSV
+                                                       (``csv``, ``body``, ``at``;
+                                                       ``send=1`` queues it)
 ``GET  /sandbox/api/segments?body=...``                encoding and segment count
 ``GET  /sandbox/api/events``                           server-sent events
 =====================================================  ==========================
@@ -29,11 +34,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import phonenumbers
@@ -55,6 +63,12 @@ __all__ = [
 
 MAX_PICTURE_BYTES = rules.MAX_MEDIA_BYTES
 """Largest total size of the pictures in one message (Twilio's MMS limit)."""
+
+MAX_CSV_BYTES = 2 * 1024 * 1024
+"""Largest CSV file the page takes for a broadcast (the CLI takes any size)."""
+
+BROADCAST_FOLDER = Path(".textwire") / "broadcasts"
+"""Where the page keeps uploaded lists (an import resumes from its file)."""
 
 HEARTBEAT_SECONDS = 15.0
 """A comment line this often keeps proxies and the browser from giving up."""
@@ -133,11 +147,16 @@ class PageConfig:
             has to reconnect.
         explain: advice on a Twilio error code, shown with the code; Twilio's
             title of the code alone when not given.
+        store: the bot's database (its scheduled messages, broadcasts);
+            ``None`` when only the emulator runs.
+        settings: the bot's settings (a broadcast's sender and region).
     """
 
     number: str
     url: str
     bot_name: str | None = None
+    store: Any = None
+    settings: Any = None
     stopping: threading.Event = dataclasses.field(default_factory=threading.Event)
     heartbeat: float = HEARTBEAT_SECONDS
     stream_seconds: float = STREAM_SECONDS
@@ -295,6 +314,7 @@ class _Page:
             "api_url": self.config.url,
             "bot": self.config.bot_name,
             "emulator_only": self.config.bot_name is None,
+            "broadcasts": self.config.store is not None,
             "phones": phones,
             "limits": {
                 "body_chars": rules.MAX_BODY_UNITS,
@@ -381,6 +401,80 @@ class _Page:
             raise _BadInput(str(exc)) from None
         return jsonify(message=self.shape(message.to_event())), 201
 
+    def scheduled(self, number: str) -> Response:
+        """The bot's messages to a phone that wait for their time or for
+        quiet hours to end: shown as "scheduled for …" until they arrive."""
+        phone = self.find_phone(number)
+        store = self.config.store
+        rows = (
+            store.outbox.waiting_for(phone.number, datetime.now(UTC)) if store else []
+        )
+        return jsonify(
+            scheduled=[
+                {
+                    "id": row["id"],
+                    "body": row["body"],
+                    "media": list(row["media"] or ()),
+                    "send_at": row["send_at"].isoformat(),
+                    "quiet_hours": row["held_until"] is not None
+                    and row["held_until"] >= row["send_at"],
+                }
+                for row in rows
+            ]
+        )
+
+    def broadcast(self) -> tuple[Response, int]:
+        """Preview a broadcast from an uploaded CSV; ``send=1`` queues it for
+        the sandbox's worker (the same path as ``textwire broadcast create``)."""
+        from textwire.broadcast.service import prepare
+        from textwire.errors import (
+            BroadcastError,
+            ConfigError,
+            InvalidMessage,
+            InvalidSendTime,
+        )
+
+        store, settings = self.config.store, self.config.settings
+        if store is None or settings is None:
+            raise _BadInput(
+                "broadcasts need the bot: start the sandbox without --emulator-only"
+            )
+        request.max_content_length = MAX_CSV_BYTES + 64 * 1024
+        path = self._save_csv()
+        media = [u for u in request.form.getlist("media") if u.strip()]
+        try:
+            draft = prepare(
+                settings,
+                path,
+                body=request.form.get("body", ""),
+                media=media,
+                at=request.form.get("at") or None,
+                name=request.form.get("name") or request.files["csv"].filename,
+            )
+            preview = draft.preview(store, write_rejects=False)
+            if preview.valid == 0:
+                raise BroadcastError("no row of the list can be sent")
+            created = None
+            if request.form.get("send") == "1":
+                created = draft.create(store, preview)
+        except (BroadcastError, ConfigError, InvalidMessage, InvalidSendTime) as exc:
+            raise _BadInput(str(exc)) from None
+        return jsonify(_preview_json(preview, created)), 201 if created else 200
+
+    def _save_csv(self) -> Path:
+        upload = request.files.get("csv")
+        if upload is None:
+            raise _BadInput("choose a CSV file")
+        data = upload.read(MAX_CSV_BYTES + 1)
+        if len(data) > MAX_CSV_BYTES:
+            raise _BadInput(
+                "the sandbox takes lists up to 2 MB: use textwire broadcast"
+            )
+        BROADCAST_FOLDER.mkdir(parents=True, exist_ok=True)
+        path = BROADCAST_FOLDER / f"{hashlib.sha256(data).hexdigest()[:16]}.csv"
+        path.write_bytes(data)
+        return path
+
     def segments(self) -> Response:
         body = request.args.get("body", "")
         info = rules.segments(body)
@@ -450,6 +544,32 @@ class _Page:
         return f"event: {kind}\ndata: {data}\n\n"
 
 
+def _preview_json(preview: Any, created: int | None) -> dict[str, Any]:
+    """What the page shows of a broadcast's preview (numbers masked)."""
+    from textwire.phone import mask
+
+    return {
+        "id": created,
+        "rows": preview.rows,
+        "valid": preview.valid,
+        "invalid": preview.invalid,
+        "duplicates": preview.duplicates,
+        "opted_out": preview.opted_out,
+        "messages": preview.messages,
+        "segments": preview.segments,
+        "encodings": dict(preview.encodings),
+        "ucs2_chars": dict(preview.ucs2_chars),
+        "by_country": {k: dict(v) for k, v in preview.by_country.items()},
+        "seconds": round(preview.seconds, 1),
+        "rejects": [{"line": r.line, "reason": r.reason} for r in preview.rejects],
+        "samples": [
+            {"to": mask(s.to), "line": s.line, "body": s.parts[0].body}
+            for s in preview.samples
+        ],
+        "first_at": preview.first_at.isoformat() if preview.first_at else None,
+    }
+
+
 def create_page_blueprint(
     state: EmulatorState, carrier: Carrier, config: PageConfig
 ) -> Blueprint:
@@ -471,6 +591,12 @@ def create_page_blueprint(
         "send",
         page.send,
         methods=["POST"],
+    )
+    bp.add_url_rule(
+        "/sandbox/api/phones/<number>/scheduled", "scheduled", page.scheduled
+    )
+    bp.add_url_rule(
+        "/sandbox/api/broadcasts", "broadcast", page.broadcast, methods=["POST"]
     )
     bp.add_url_rule("/sandbox/api/segments", "segments", page.segments)
     bp.add_url_rule("/sandbox/api/media/<media_sid>", "media", page.media)

@@ -32,7 +32,7 @@ from textwire.handoff import HandoffChange, HandoffState
 
 from .contacts import SqlContacts
 from .engine import Database
-from .outbox import OPEN_OUTBOX
+from .outbox import CANCELLED, OPEN_OUTBOX, SqlOutbox
 from .schema import Contact, Message, OutboxItem, RateLimit
 
 __all__ = [
@@ -45,7 +45,6 @@ __all__ = [
     "apply_handoff",
 ]
 
-CANCELLED = "cancelled"
 """Outbox status of a row an operator cancelled before it was sent (final)."""
 
 # How many of the newest messages one pass of the conversation list reads
@@ -206,9 +205,10 @@ def _of_phone(phone: Any) -> Any:
 class SqlConsole:
     """The console's reads and the operator's writes."""
 
-    def __init__(self, db: Database, contacts: SqlContacts) -> None:
+    def __init__(self, db: Database, contacts: SqlContacts, outbox: SqlOutbox) -> None:
         self.db = db
         self.contacts = contacts
+        self._outbox = outbox
 
     # -- contacts ------------------------------------------------------------
 
@@ -599,21 +599,10 @@ class SqlConsole:
     def cancel(self, outbox_id: int, now: datetime) -> bool:
         """Cancel a queued row before any worker takes it; False when it is not
         queued (any more): a row being sent or reconciled may be at Twilio."""
-        with self.db.begin() as conn:
-            message_id = conn.execute(
-                update(_outbox)
-                .where(_outbox.c.id == outbox_id, _outbox.c.status == "queued")
-                .values(status=CANCELLED, lease_expires_at=None, updated_at=now)
-                .returning(_outbox.c.message_id)
-            ).scalar_one_or_none()
-            if message_id is None:
-                return False
-            conn.execute(
-                update(_messages)
-                .where(_messages.c.id == message_id)
-                .values(status="canceled", updated_at=now)
-            )
-            return True
+        row = self._outbox.row(outbox_id)
+        if row is None or row["status"] != "queued":
+            return False
+        return self._outbox.cancel([outbox_id], now=now)[outbox_id] == CANCELLED
 
     def outbox_row(self, outbox_id: int) -> OutboxEntry | None:
         with self.db.read() as conn:

@@ -73,6 +73,14 @@ class SqlContacts:
             rows = conn.execute(_OPTED_OUT_AMONG, {"b_phones": sorted(set(phones))})
             return set(rows.scalars())
 
+    def all_opted_out(self) -> set[str]:
+        """Every number that has opted out (a broadcast skips them)."""
+        with self.db.read() as conn:
+            rows = conn.execute(
+                select(_table.c.phone).where(_table.c.opted_out.is_(True))
+            )
+            return set(rows.scalars())
+
     def is_opted_out(self, phone: str) -> bool:
         with self.db.read() as conn:
             return bool(conn.execute(self._opted, {"phone": phone}).scalar())

@@ -297,12 +297,15 @@ class SqlInbox:
         opt_out: bool | None = None,
         deliver: bool = True,
         handoff: HandoffChange | None = None,
+        later: Sequence[NewMessage] = (),
     ) -> list[int] | None:
         """Commit what handling ``item`` did, and mark it done, in one transaction.
 
         Fenced by the claim: when ``worker_id`` no longer holds the row (its
         lease ran out and another worker took it), nothing is written and
         ``None`` is returned. Otherwise the outbox ids of ``replies``.
+        ``later`` are scheduled messages: queued for the worker even when the
+        replies went out in TwiML (``deliver=False``).
         """
         with self.db.begin() as conn:
             done = conn.execute(
@@ -319,6 +322,8 @@ class SqlInbox:
             )
             if handoff is not None:
                 apply_handoff(conn, self.contacts, item.msg.from_, handoff, now)
+            if later:
+                self.outbox.enqueue_many(conn, later, now=now)
             return ids
 
     def _apply(

@@ -1,5 +1,5 @@
 """Tables: contacts, messages (both directions), conversation state, the inbox,
-the outbox and the senders' rate limits.
+the outbox, broadcasts and the senders' rate limits.
 
 The Alembic migrations in ``textwire/storage/migrations`` create exactly these;
 ``tests/storage`` checks that the two never drift apart.
@@ -30,7 +30,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "PRIORITY_BULK",
+    "PRIORITY_NORMAL",
     "Base",
+    "Broadcast",
     "RateLimit",
     "Contact",
     "ConversationStateRow",
@@ -42,6 +45,12 @@ __all__ = [
 ]
 
 ID = BigInteger().with_variant(Integer, "sqlite")
+
+# Outbox priorities: lower goes first. Replies, one-off sends and scheduled
+# messages are normal; a broadcast's rows are bulk, so a contact who answers a
+# broadcast is not stuck behind it.
+PRIORITY_NORMAL = 0
+PRIORITY_BULK = 1
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
@@ -196,8 +205,16 @@ class OutboxItem(Base):
     status: ``queued`` (due at ``next_attempt_at``), ``sending`` (claimed by a
     worker until ``lease_expires_at``), ``unknown`` (the last attempt may have
     reached Twilio: reconcile before sending again), ``sent``, ``failed``,
-    ``twiml`` (answered in the webhook's TwiML: never claimed; kept so status
-    callbacks and history find the message).
+    ``cancelled`` (never sent: cancelled while it waited), ``twiml``
+    (answered in the webhook's TwiML: never claimed; kept so status callbacks
+    and history find the message).
+
+    ``send_at`` is when a scheduled message was asked to go (never before);
+    ``priority`` orders due rows (lower first); ``broadcast_id`` links a
+    broadcast's rows (claimed only while it is sending); ``quiet_hours``
+    (``21:00-09:00``) holds the row while the recipient's local time (from
+    ``time_zone``, else the number) is inside it, and ``held_until`` records
+    the end of the last such hold.
     """
 
     __tablename__ = "outbox"
@@ -223,11 +240,61 @@ class OutboxItem(Base):
     reconcile: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    send_at: Mapped[datetime | None]
+    priority: Mapped[int] = mapped_column(Integer, default=PRIORITY_NORMAL)
+    broadcast_id: Mapped[int | None] = mapped_column(ForeignKey("broadcasts.id"))
+    quiet_hours: Mapped[str | None] = mapped_column(String(16))
+    time_zone: Mapped[str | None] = mapped_column(String(64))
+    held_until: Mapped[datetime | None]
 
     __table_args__ = (
         Index(None, "status", "next_attempt_at"),
         Index(None, "to_number", "id"),
+        Index(None, "broadcast_id", "status"),
+        # The claim reads queued rows in this order and stops at its limit.
+        Index(None, "status", "priority", "next_attempt_at", "id"),
     )
+
+
+class Broadcast(Base):
+    """One bulk send from a CSV file: its template, its counts, its state.
+
+    status: ``importing`` (rows are being written; none is sent yet),
+    ``sending`` (its outbox rows are claimed as they come due), ``paused``
+    (none claimed until resumed), ``cancelled`` (its unsent rows cancelled).
+    ``imported_rows`` is how many data rows of the file are committed: an
+    interrupted import resumes after them. ``(name, source_sha256)`` is
+    unique, so the same file under the same name is never queued twice.
+    """
+
+    __tablename__ = "broadcasts"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255))
+    source_path: Mapped[str] = mapped_column(Text)
+    source_sha256: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    media: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    # The --at as written and the moment it was read: "tomorrow 09:00" means
+    # the same instants when an interrupted import resumes.
+    send_at_text: Mapped[str | None] = mapped_column(Text)
+    planned_at: Mapped[datetime] = mapped_column(default=utcnow)
+    quiet_hours: Mapped[str | None] = mapped_column(String(16))
+    number_column: Mapped[str] = mapped_column(String(255))
+    region: Mapped[str] = mapped_column(String(8))
+    from_number: Mapped[str | None] = mapped_column(String(64))
+    messaging_service_sid: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="importing")
+    rows_read: Mapped[int] = mapped_column(Integer, default=0)
+    valid: Mapped[int] = mapped_column(Integer, default=0)
+    invalid: Mapped[int] = mapped_column(Integer, default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    opted_out: Mapped[int] = mapped_column(Integer, default=0)
+    imported_rows: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("name", "source_sha256"),)
 
 
 class RateLimit(Base):

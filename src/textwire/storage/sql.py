@@ -16,6 +16,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine
 
+from .broadcasts import SqlBroadcasts
 from .console import SqlConsole
 from .contacts import SqlContacts
 from .engine import Database, normalize_database_url
@@ -50,6 +51,7 @@ class SqlStore:
         messages: history and delivery status (status callbacks).
         states: conversation state.
         console: what the operator console reads and does.
+        broadcasts: bulk sends from CSV files and their progress.
     """
 
     def __init__(self, url: str, *, engine: Engine | None = None) -> None:
@@ -60,7 +62,8 @@ class SqlStore:
         self.states = SqlStates(self.db)
         self.outbox = SqlOutbox(self.db, self.rates)
         self.inbox = SqlInbox(self.db, self.contacts, self.states, self.outbox)
-        self.console = SqlConsole(self.db, self.contacts)
+        self.console = SqlConsole(self.db, self.contacts, self.outbox)
+        self.broadcasts = SqlBroadcasts(self.db, self.outbox)
 
     def __repr__(self) -> str:
         return f"SqlStore({self.db!r})"

@@ -50,6 +50,11 @@ def _key(from_: str | None, service: str | None) -> str:
     return from_ or service or "default"
 
 
+# How far ahead a broadcast's (bulk) row may take its sender's next slot: a
+# reply queued behind 10,000 of them then waits at most this long plus one
+# bulk message's cost (a second per segment on a long code) for its own.
+BULK_MAX_WAIT = 0.25
+
 # Sends in flight when the worker sizes itself: at least this many, at most
 # the pool's threads; until it has seen the API's latency it assumes this.
 MIN_IN_FLIGHT = 4
@@ -72,6 +77,9 @@ class SendWorker:
     wins); permanent ones fail the row with Twilio's code and a readable
     reason; an ambiguous one (timeout after the request went out) is
     reconciled against Twilio's message list before anything is sent again.
+
+    ``broadcast`` restricts it to that broadcast's rows (``textwire broadcast
+    create`` sends its own rows that way while no worker runs).
     """
 
     def __init__(
@@ -83,6 +91,7 @@ class SendWorker:
         worker_id: str | None = None,
         rng: random.Random | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        broadcast: int | None = None,
     ) -> None:
         settings = settings or Settings()
         self.store = store
@@ -109,11 +118,13 @@ class SendWorker:
             f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         )
         self._rng = rng or random.Random()
+        self.broadcast = broadcast
         self._plan = (
             RatePlan(
                 key=_key,
                 cost=lambda key, segments: send_cost(key, segments, self.rate_mps),
                 max_wait=self.rate_max_wait,
+                bulk_max_wait=min(self.rate_max_wait, BULK_MAX_WAIT),
             )
             if self.rate_limit
             else None
@@ -179,6 +190,7 @@ class SendWorker:
             lease=self.lease,
             rates=self._plan,
             only=only,
+            broadcast=self.broadcast,
         )
         if not items:
             return 0

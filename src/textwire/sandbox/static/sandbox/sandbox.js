@@ -16,6 +16,7 @@
   var unread = {};            // phone -> count of new messages while not shown
   var attached = [];          // File objects to send with the next message
   var seen = {};              // sids already shown or counted as unread
+  var waiting = [];           // the bot's messages to the shown phone, for later
 
   var els = {
     phones: document.getElementById("phones"),
@@ -31,6 +32,8 @@
     send: document.getElementById("send"),
     live: document.getElementById("live"),
     account: document.getElementById("account"),
+    broadcast: document.getElementById("broadcast-form"),
+    broadcastResult: document.getElementById("broadcast-result"),
   };
 
   // -- helpers ----------------------------------------------------------------
@@ -110,6 +113,7 @@
     current = number;
     unread[number] = 0;
     messages = {};
+    waiting = [];
     stickToBottom = true;
     var phone = phoneByNumber(number);
     els.sub.textContent = phone ? phone.label + " · " + phone.display : number;
@@ -132,7 +136,42 @@
         upsert(m);
       });
       renderThread();
+      loadScheduled();
     }).catch(function (err) { showError(err.message); });
+  }
+
+  // The bot's messages that wait for their time (or for quiet hours to end):
+  // shown as "scheduled for …" until they arrive as ordinary messages.
+  function loadScheduled() {
+    var number = current;
+    if (!number || !config.broadcasts) return Promise.resolve();
+    return getJSON(API + "/phones/" + encodeURIComponent(number) + "/scheduled")
+      .then(function (data) {
+        if (number !== current) return;
+        var before = JSON.stringify(waiting);
+        waiting = data.scheduled;
+        if (JSON.stringify(waiting) !== before) renderThread();
+      }).catch(function () { /* shown again at the next reload */ });
+  }
+
+  function scheduledBubble(s) {
+    var when = new Date(s.send_at);
+    var text = "scheduled for " + when.toLocaleString([], {
+      weekday: "short", hour: "2-digit", minute: "2-digit",
+    }) + (s.quiet_hours ? " (after quiet hours)" : "");
+    var parts = [];
+    if (s.body) parts.push(el("div", { className: "text" }, [linkify(s.body)]));
+    (s.media || []).forEach(function (url) {
+      parts.push(el("div", { className: "text muted", text: "[picture] " + url }));
+    });
+    return el("div", {
+      className: "row theirs scheduled",
+      "data-testid": "scheduled-message",
+      "data-outbox": String(s.id),
+    }, [
+      el("div", { className: "bubble" }, parts),
+      el("div", { className: "meta", "data-testid": "scheduled-for", text: text }),
+    ]);
   }
 
   // Keep the freshest copy of a message: a slow reload never undoes a status.
@@ -232,8 +271,9 @@
     Array.prototype.slice.call(els.thread.querySelectorAll(".row")).forEach(function (node) {
       node.remove();
     });
-    els.empty.hidden = list.length > 0;
+    els.empty.hidden = list.length + waiting.length > 0;
     list.forEach(function (m) { els.thread.appendChild(bubble(m)); });
+    waiting.forEach(function (s) { els.thread.appendChild(scheduledBubble(s)); });
     keepAtBottom();
   }
 
@@ -253,6 +293,7 @@
     // Converted to SMS by the carrier after the bubble was drawn: redraw it.
     var reshaped = !isNew && !!messages[m.sid].converted !== !!m.converted;
     if (!upsert(m)) return;
+    if (isNew && m.direction !== "inbound") loadScheduled();
     var node = els.thread.querySelector('.row[data-sid="' + m.sid + '"]');
     if (node && !isNew && !reshaped) {
       var meta = node.querySelector(".meta");
@@ -431,6 +472,55 @@
       }
     });
   }
+
+  // -- broadcast from a CSV (the sandbox's own worker sends it) ---------------
+
+  function describePreview(p) {
+    var lines = [
+      p.rows + " rows: " + p.valid + " valid, " + p.invalid + " invalid, " +
+        p.duplicates + " duplicates, " + p.opted_out + " opted out",
+      plural(p.messages, "message") + ", " + plural(p.segments, "segment") + " (" +
+        Object.keys(p.encodings).map(function (k) { return k + " " + p.encodings[k]; }).join(", ") + ")",
+    ];
+    var chars = Object.keys(p.ucs2_chars);
+    if (chars.length) lines.push("UCS-2 because of " + chars.join(" "));
+    lines.push("by country: " + Object.keys(p.by_country).map(function (c) {
+      var kinds = p.by_country[c];
+      return c + " " + Object.keys(kinds).map(function (k) { return kinds[k] + " " + k; }).join(", ");
+    }).join(" · "));
+    p.rejects.forEach(function (r) { lines.push("line " + r.line + ": " + r.reason); });
+    p.samples.forEach(function (s) { lines.push(s.to + ": " + s.body); });
+    if (p.id) lines.unshift("broadcast #" + p.id + " queued: " + plural(p.messages, "message"));
+    return lines.join("\n");
+  }
+
+  function broadcast(send) {
+    var form = new FormData(els.broadcast);
+    if (send) form.append("send", "1");
+    els.broadcastResult.textContent = send ? "queueing…" : "reading…";
+    fetch(API + "/broadcasts", { method: "POST", body: form }).then(function (r) {
+      return r.json().then(function (data) {
+        if (!r.ok) throw new Error(data.error || r.statusText);
+        return data;
+      });
+    }).then(function (data) {
+      els.broadcastResult.textContent = describePreview(data);
+      els.broadcastResult.setAttribute("data-state", data.id ? "queued" : "preview");
+    }).catch(function (err) {
+      els.broadcastResult.textContent = err.message;
+      els.broadcastResult.setAttribute("data-state", "error");
+    });
+  }
+
+  if (els.broadcast) {
+    els.broadcast.addEventListener("submit", function (event) {
+      event.preventDefault();
+      broadcast(event.submitter && event.submitter.value === "send");
+    });
+  }
+  // A scheduled message that came due arrives as a message; one held for
+  // quiet hours or sent elsewhere is noticed on the next look.
+  setInterval(loadScheduled, 5000);
 
   // -- start ------------------------------------------------------------------
 

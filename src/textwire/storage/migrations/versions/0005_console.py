@@ -3,7 +3,7 @@ the operator who wrote an outbound message, and the indexes the console's
 live view reads changes through.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-09
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 
 revision = "0005"
 # Re-chained onto 0004 (issue 10) when both land; nothing here depends on it.
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
