@@ -115,7 +115,9 @@ def outbound_rows(out: dict[str, Any]) -> list[Row]:
         rows.append(
             (
                 f"Outbound msg/s at {1000 * out['latency_s']:.0f} ms API latency, "
-                f"{run['label']}, shipped defaults, PostgreSQL",
+                f"{run['label']}, shipped defaults, PostgreSQL (median of "
+                f"{len(run.get('all_mps', [1]))} runs: "
+                f"{', '.join(_n(x) for x in run.get('all_mps', [run['mps']]))})",
                 _n(run["mps"], 1),
                 f"ceiling {_n(ceiling)} / quickstart loop {_n(loop, 1)}",
                 f"{100 * share:.0f} % / {times:.1f}×",
@@ -192,8 +194,6 @@ def reply_rows(reply: dict[str, Any]) -> list[Row]:
             NA,
         )
     )
-    if "broadcast" in r:
-        rows += broadcast_rows(r["broadcast"])
     return rows
 
 
@@ -256,6 +256,7 @@ def summary_rows(r: dict[str, Any]) -> list[Row]:
         ("slowbot", slow_rows),
         ("outbound", outbound_rows),
         ("reply", reply_rows),
+        ("broadcast", broadcast_rows),
     )
     for part, maker in makers:
         if part in r:

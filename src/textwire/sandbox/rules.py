@@ -17,6 +17,7 @@ on) and ``regex`` for grapheme clusters.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from collections.abc import Iterator
@@ -80,6 +81,7 @@ _ALPHA_SENDER = re.compile(r"(?=[A-Za-z0-9 ]*[A-Za-z])[A-Za-z0-9 ]{1,11}")
 _SHORT_CODE = re.compile(r"[0-9]{3,8}")
 
 
+@functools.lru_cache(maxsize=4096)  # pure; asked several times a message
 def read_number(raw: str, region: str = "US") -> str | None:
     """``raw`` as an E.164 number, or None when it is not a valid number.
 
@@ -112,6 +114,7 @@ def read_sender(raw: str, region: str = "US") -> str | None:
     return read_number(text, region)
 
 
+@functools.lru_cache(maxsize=4096)  # pure; asked several times a message
 def region_of(number: str) -> str | None:
     """The ISO 3166 country of an E.164 number (``"US"``), as Twilio names it in
     a webhook's ``FromCountry`` / ``ToCountry``; None when unknown."""
@@ -278,6 +281,7 @@ def _count(sizes: list[int]) -> int:
     return count
 
 
+@functools.lru_cache(maxsize=4096)  # pure; asked several times a message
 def segments(body: str) -> Segments:
     """Encoding and segment count of ``body`` (twilio-facts §2.1, CALC).
 

@@ -28,6 +28,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import requests
 import urllib3.exceptions
@@ -83,6 +84,17 @@ _FIND_LIMIT = 200
 _NO_ENVIRONMENT = {"TEXTWIRE_TWILIO_ENVIRONMENT": "ignored"}
 
 
+_FORM = "application/x-www-form-urlencoded"
+
+
+def _form_body(data: Mapping[str, object]) -> str:
+    pairs: list[tuple[str, object]] = []
+    for key, value in data.items():
+        values = value if isinstance(value, list | tuple) else [value]
+        pairs.extend((key, item) for item in values if item is not None)
+    return urlencode(pairs)
+
+
 def _ca_bundle() -> str | bool:
     """The CA bundle requests would use: REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE
     when set (its own convention), else its default."""
@@ -130,6 +142,15 @@ class _RecordingHttpClient(TwilioHttpClient):  # type: ignore[misc]  # no stubs
         allow_redirects: bool = False,
     ) -> Any:
         self._local.headers = None
+        if isinstance(data, Mapping) and (headers or {}).get("Content-Type") in (
+            None,
+            _FORM,
+        ):
+            # Encoded here as requests would (None values left out, lists as
+            # repeated keys): requests' own encoding of a dict checks it
+            # against a runtime protocol, a tenth of a send's CPU.
+            data = _form_body(data)  # type: ignore[assignment]
+            headers = {**(headers or {}), "Content-Type": _FORM}
         response = super().request(
             method,
             url,
