@@ -130,8 +130,6 @@ class Run:
             self.base,
             TEXTWIRE_TWILIO_API_URL=emulator.url,
             TEXTWIRE_RATE_LIMIT_MPS=f"{mps:g}",
-            TEXTWIRE_WORKER_CONCURRENCY=str(cfg.worker_concurrency),
-            TEXTWIRE_WORKER_BATCH_SIZE=str(cfg.worker_batch),
         )
         path = write_list(WORK / f"broadcast-{label}.csv", RECIPIENTS)
         # Queued paused: nothing goes before the app is up and measured.

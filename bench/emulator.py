@@ -12,7 +12,8 @@ Extra routes for the bench:
 
 * ``GET /bench/creates``: every ``POST …/Messages.json`` as ``[arrival
   epoch seconds, To, outbox id from the StatusCallback or null]``, in
-  arrival order (arrival = before the latency sleep);
+  arrival order (arrival = before the latency sleep); ``?since=N`` gives
+  only those after the first N;
 * ``GET /bench/messages``: the emulator's own message list (SID, To,
   StatusCallback), to count what was created;
 * ``POST /bench/reset``: forget every message.
@@ -60,8 +61,10 @@ def create_app(latency: float, base_url: str) -> Flask:
 
     @app.get("/bench/creates")
     def list_creates() -> Response:
+        # ?since=N: only the creates after the first N (a poll stays cheap).
+        since = request.args.get("since", default=0, type=int)
         with lock:
-            return jsonify(creates)
+            return jsonify(creates[since:])
 
     @app.get("/bench/messages")
     def list_messages() -> Response:

@@ -81,12 +81,18 @@ class Emulator:
             log="emulator.log",
         )
         wait_http(self.url + "/healthz", proc=self.proc)
+        self._seen: list[tuple[float, str, int | None]] = []
 
     def reset(self) -> None:
         post(self.url + "/bench/reset")
+        self._seen = []
 
     def creates(self) -> list[tuple[float, str, int | None]]:
-        return [tuple(row) for row in get_json(self.url + "/bench/creates")]
+        """Every create so far (fetched anew only past those seen before:
+        polling the whole list many times a second loaded the machine)."""
+        fresh = get_json(f"{self.url}/bench/creates?since={len(self._seen)}")
+        self._seen.extend(tuple(row) for row in fresh)
+        return list(self._seen)
 
     def messages(self) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = get_json(self.url + "/bench/messages")
