@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 from textwire.errors import ConfigError, StorageError
 
 if TYPE_CHECKING:
-    from textwire.storage.sql import SqlStore
+    from textwire.storage.base import Store
 
 __all__ = [
     "CONTENT_TYPE",
@@ -289,7 +289,7 @@ class OutboxCollector:
     """
 
     def __init__(
-        self, store: SqlStore, *, clock: Callable[[], datetime] = _utcnow
+        self, store: Store, *, clock: Callable[[], datetime] = _utcnow
     ) -> None:
         self.store = store
         self.clock = clock
@@ -369,7 +369,7 @@ class _Forward:
         return self.source.collect()
 
 
-def registry_for(store: SqlStore | None) -> CollectorRegistry:
+def registry_for(store: Store | None) -> CollectorRegistry:
     """A registry with textwire's metrics and, when ``store`` is given, the
     outbox gauges: the sum of every process's files in multiprocess mode,
     else this process's default registry."""
@@ -386,12 +386,12 @@ def registry_for(store: SqlStore | None) -> CollectorRegistry:
     return registry
 
 
-def render(store: SqlStore | None) -> bytes:
+def render(store: Store | None) -> bytes:
     """The Prometheus text exposition of :func:`registry_for` (``CONTENT_TYPE``)."""
     return generate_latest(registry_for(store))
 
 
-def serve(port: int, *, host: str = "127.0.0.1", store: SqlStore | None) -> Any:
+def serve(port: int, *, host: str = "127.0.0.1", store: Store | None) -> Any:
     """Serve ``/metrics`` on a thread of this process (``textwire worker
     --metrics-port``); returns the server (``shutdown()`` stops it)."""
     from prometheus_client import start_http_server

@@ -19,7 +19,9 @@ from textwire.media import MmsPolicy, apply_mms_policy, check_reply_media
 from textwire.mediastore import media_source_for
 from textwire.messages import Reply
 from textwire.phone import mask, normalize, normalize_sender
-from textwire.storage.sql import ClaimedInbound, NewMessage, SqlStore
+from textwire.storage.base import Store
+from textwire.storage.inbox import ClaimedInbound
+from textwire.storage.outbox import NewMessage
 
 if TYPE_CHECKING:
     from textwire.bot import Bot, Outcome
@@ -102,7 +104,7 @@ def scheduled_messages(
 
 
 def commit_outcome(
-    store: SqlStore,
+    store: Store,
     item: ClaimedInbound,
     holder: str,
     outcome: Outcome,
@@ -166,7 +168,7 @@ class InlineResult:
 
 
 def handle_inline(
-    store: SqlStore,
+    store: Store,
     bot: Bot,
     msg: Inbound,
     *,
@@ -216,7 +218,7 @@ def handle_inline(
 
 
 def queue_message(
-    store: SqlStore,
+    store: Store,
     *,
     to: str,
     body: str = "",

@@ -16,8 +16,8 @@ from datetime import datetime
 
 from textwire.bot import Bot
 from textwire.config import Settings
+from textwire.storage.base import Store
 from textwire.storage.inbox import NOTIFY_CHANNEL
-from textwire.storage.sql import SqlStore
 from textwire.transports.base import Transport
 from textwire.worker.backoff import compute_backoff
 from textwire.worker.inbox import InboxWorker
@@ -56,7 +56,7 @@ class Worker:
 
     def __init__(
         self,
-        store: SqlStore,
+        store: Store,
         bot: Bot,
         transport: Transport | None,
         *,

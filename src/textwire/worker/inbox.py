@@ -35,7 +35,8 @@ from textwire.errors import StorageError
 from textwire.mediastore import media_source_for
 from textwire.phone import mask
 from textwire.service import commit_outcome
-from textwire.storage.sql import ClaimedInbound, SqlStore
+from textwire.storage.base import Store
+from textwire.storage.inbox import ClaimedInbound
 from textwire.worker.backoff import compute_backoff
 from textwire.worker.loop import LoopThread
 
@@ -94,7 +95,7 @@ class InboxWorker:
 
     def __init__(
         self,
-        store: SqlStore,
+        store: Store,
         bot: Bot,
         *,
         settings: Settings | None = None,

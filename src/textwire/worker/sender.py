@@ -28,8 +28,8 @@ from textwire.errors import (
 from textwire.media import probe_media
 from textwire.phone import mask
 from textwire.ratelimit import send_cost, sender_ceiling
-from textwire.storage.outbox import RatePlan, SentResult
-from textwire.storage.sql import ClaimedItem, SqlStore
+from textwire.storage.base import Store
+from textwire.storage.outbox import ClaimedItem, RatePlan, SentResult
 from textwire.transports.base import OutboundMessage, SentRecord, Transport
 from textwire.worker.backoff import compute_backoff
 
@@ -84,7 +84,7 @@ class SendWorker:
 
     def __init__(
         self,
-        store: SqlStore,
+        store: Store,
         transport: Transport,
         *,
         settings: Settings | None = None,
