@@ -39,7 +39,13 @@ from .conftest import (
 
 ANA = "+14155550199"
 BEN = "+14155550142"
-NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+
+
+def soon() -> datetime:
+    """A moment just after now: every message the webhook recorded is due."""
+    return datetime.now(UTC) + timedelta(seconds=1)
+
+
 LONG = 30.0  # seconds a test waits for another thread, at most
 
 
@@ -192,11 +198,12 @@ def test_a_lease_taken_over_mid_handler_commits_nothing_from_the_slow_worker(
     assert post(app, make_form("question", From=ANA)) == 200
     first = inbox(store, bot, inbox_settings, "first", stop_after)
     second = inbox(store, bot, inbox_settings, "second", stop_after)
-    runner = threading.Thread(target=first.run_once, kwargs={"now": NOW})
+    at = soon()
+    runner = threading.Thread(target=first.run_once, kwargs={"now": at})
     runner.start()
     assert entered.wait(LONG)
     # When the first worker's lease runs out and the second takes the row
-    assert second.run_once(now=NOW + timedelta(minutes=5)) == 1
+    assert second.run_once(now=at + timedelta(minutes=5)) == 1
     assert outbound(store) == [(ANA, "the answer")]
     # and the first worker's handler finally returns
     release.set()
@@ -371,14 +378,15 @@ def test_a_database_failure_at_commit_retries_the_message(
     event.listen(store.engine, "before_cursor_execute", fail_once)
     try:
         worker = inbox(store, bot, inbox_settings, "w", stop_after)
-        assert worker.run_once(now=NOW) == 1
+        at = soon()
+        assert worker.run_once(now=at) == 1
         # Then nothing was written, and the row waits to be handled again
         assert outbound(store) == []
         (row,) = store.inbox.rows()
         assert row["status"] == "pending" and "OperationalError" in row["last_error"]
-        assert worker.run_once(now=NOW) == 0  # backing off
+        assert worker.run_once(now=at) == 0  # backing off
         # When it is due again, the handler runs again and commits once
-        assert worker.run_once(now=NOW + timedelta(minutes=2)) == 1
+        assert worker.run_once(now=at + timedelta(minutes=2)) == 1
     finally:
         event.remove(store.engine, "before_cursor_execute", fail_once)
     assert len(calls) == 2  # the handler: at least once
