@@ -187,14 +187,22 @@ class SqlBroadcasts:
     def progress(self, broadcast_id: int, now: datetime) -> dict[str, int]:
         """A broadcast's rows by outbox status, and among the queued ones how
         many wait for their send time (``scheduled``) or for quiet hours to
-        end (``held``); ``delivered`` … by delivery status; ``total``."""
+        end (``held``); ``delivered`` and ``undelivered`` (of the sent ones)
+        by delivery status; ``total``."""
         queued = OutboxItem.status == "queued"
         columns: list[Any] = [_count(OutboxItem.status == s) for s in _ROW_STATES]
         columns += [
             _count(and_(queued, OutboxItem.held_until > now)),
             _count(and_(queued, OutboxItem.send_at > now)),
             _count(Message.status == "delivered"),
-            _count(Message.status.in_(("undelivered", "failed"))),
+            # Sent, then not delivered: a row that failed before Twilio took
+            # it has a failed message too, but counts as failed only.
+            _count(
+                and_(
+                    OutboxItem.status == "sent",
+                    Message.status.in_(("undelivered", "failed")),
+                )
+            ),
             func.count(),
         ]
         stmt = (
