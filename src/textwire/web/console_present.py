@@ -266,7 +266,9 @@ def broadcast_row_state(row: Mapping[str, Any], now: datetime) -> Delivery:
     if status == "sent":
         delivery = row["delivery"] or "sent"
         if delivery in ("failed", "undelivered"):
-            return _with_code(delivery, delivery, row["error_code"], row["error"] or "")
+            return _with_code(
+                delivery, delivery, row["error_code"], "reported by the carrier"
+            )
         return Delivery(delivery, delivery)
     state = _open_state(
         status,
@@ -286,13 +288,19 @@ def _utc(when: datetime) -> str:
 
 
 def local_times(when: datetime, number: str, zone: str | None = None) -> str:
-    """``when`` on the recipient's clock: ``09:00 America/Los_Angeles`` for
-    each time zone of the number (``zone`` when the row names one), or ``""``
-    when the number's zone is unknown."""
+    """``when`` on the recipient's clock: ``Wed 09:00 America/Los_Angeles``
+    (``zone`` when the row names one, else the number's zones, those with
+    the same time together), or ``""`` when the number's zone is unknown."""
     zones = (zone,) if zone else zones_for_number(number)
     if zones == ("UTC",):
         return ""
-    shown = [f"{when.astimezone(ZoneInfo(z)):%a %H:%M} {z}" for z in zones[:3]]
-    if len(zones) > 3:
-        shown.append(f"and {len(zones) - 3} more zones")
-    return " · ".join(shown)
+    by_time: dict[str, list[str]] = {}
+    for name in zones:
+        by_time.setdefault(f"{when.astimezone(ZoneInfo(name)):%a %H:%M}", []).append(
+            name
+        )
+    return " · ".join(
+        f"{local} {names[0]}"
+        + (f" (and {len(names) - 1} more zones)" if len(names) > 1 else "")
+        for local, names in by_time.items()
+    )
