@@ -1,7 +1,9 @@
 """What a person does from the operator console, without Flask.
 
 Reply to a contact as a person, hand a contact to a person or back to the
-bot, retry a failed message, cancel a queued one. A reply goes the way a
+bot, retry a failed message, cancel a queued one; pause, resume or cancel
+a broadcast and cancel a scheduled message (by the rules of the command
+line's, :mod:`textwire.broadcast.control`). A reply goes the way a
 bot's reply goes — the outbox, the opt-out refusal, the MMS policy and the
 media-host check — and is marked as written by the operator. Each action
 writes one line to the ``textwire.audit`` logger (who, what, which row;
@@ -14,12 +16,13 @@ numbers masked)::
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import cast
 
+from textwire.broadcast import control
 from textwire.config import Settings
-from textwire.errors import ConfigError, RecipientOptedOut
+from textwire.errors import BroadcastError, ConfigError, RecipientOptedOut
 from textwire.handoff import HandoffChange
 from textwire.media import MmsPolicy, apply_mms_policy, check_reply_media
 from textwire.messages import Reply
@@ -28,15 +31,20 @@ from textwire.storage.sql import NewMessage, SqlStore
 
 __all__ = [
     "audit",
+    "cancel_broadcast",
     "cancel_message",
+    "cancel_scheduled",
     "hand_back",
     "hand_off",
     "operator_reply",
+    "pause_broadcast",
+    "resume_broadcast",
     "retry_message",
 ]
 
 audit = logging.getLogger("textwire.audit")
-"""One line per operator action (reply, handoff, retry, cancel, login)."""
+"""One line per operator action (reply, handoff, retry, cancel, login,
+pause, resume)."""
 
 
 def _sender(
@@ -174,3 +182,105 @@ def cancel_message(
         "cancelled" if done else "refused: not queued",
     )
     return done
+
+
+# -- broadcasts and scheduled messages ------------------------------------------
+
+
+def _broadcast_action(
+    operator: str,
+    action: str,
+    broadcast_id: int,
+    do: Callable[[], control.Change],
+) -> control.Change:
+    try:
+        change = do()
+    except BroadcastError as exc:
+        audit.info(
+            "operator=%r %s broadcast=%d refused: %s",
+            operator,
+            action,
+            broadcast_id,
+            exc,
+        )
+        raise
+    if not change.changed:
+        outcome = f"nothing to do: {change.message}"
+    elif action == "cancel":
+        outcome = f"done: {change.cancelled} rows cancelled"
+    else:
+        outcome = "done"
+    audit.info(
+        "operator=%r %s broadcast=%d %s", operator, action, broadcast_id, outcome
+    )
+    return change
+
+
+def pause_broadcast(
+    store: SqlStore, broadcast_id: int, *, operator: str, now: datetime | None = None
+) -> control.Change:
+    """Pause a sending broadcast (``textwire broadcast pause``).
+
+    Raises:
+        BroadcastError: no such broadcast, or it is not sending.
+    """
+    at = now or datetime.now(UTC)
+    return _broadcast_action(
+        operator,
+        "pause",
+        broadcast_id,
+        lambda: control.pause(store, broadcast_id, now=at),
+    )
+
+
+def resume_broadcast(
+    store: SqlStore, broadcast_id: int, *, operator: str, now: datetime | None = None
+) -> control.Change:
+    """Let a paused broadcast go on (a running worker sends it).
+
+    Raises:
+        ImportUnfinished: it is still importing: ``textwire broadcast
+            resume`` finishes an import cut short (it reads the file).
+        BroadcastError: no such broadcast, or it was cancelled.
+    """
+    at = now or datetime.now(UTC)
+    return _broadcast_action(
+        operator,
+        "resume",
+        broadcast_id,
+        lambda: control.resume(store, broadcast_id, now=at),
+    )
+
+
+def cancel_broadcast(
+    store: SqlStore, broadcast_id: int, *, operator: str, now: datetime | None = None
+) -> control.Change:
+    """Cancel every row of a broadcast not yet sent.
+
+    Raises:
+        BroadcastError: no such broadcast.
+    """
+    at = now or datetime.now(UTC)
+    return _broadcast_action(
+        operator,
+        "cancel",
+        broadcast_id,
+        lambda: control.cancel(store, broadcast_id, now=at),
+    )
+
+
+def cancel_scheduled(
+    store: SqlStore, outbox_id: int, *, operator: str, now: datetime | None = None
+) -> control.ScheduledCancel:
+    """Cancel a scheduled message (``textwire scheduled cancel``): what came
+    of it, with the reason when it was too late."""
+    (result,) = control.cancel_scheduled(
+        store, [outbox_id], now=now or datetime.now(UTC)
+    )
+    audit.info(
+        "operator=%r cancel scheduled outbox=%d %s",
+        operator,
+        outbox_id,
+        "cancelled" if result.cancelled else f"refused: {result.reason}",
+    )
+    return result

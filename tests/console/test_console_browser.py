@@ -7,16 +7,19 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
+from textwire.broadcast.service import prepare
 from textwire.examples import helpdesk
 from textwire.examples.helpdesk import HANDED_OFF
 from textwire.sandbox.api import Faults
 from textwire.sandbox.app import Sandbox
+from textwire.service import queue_message
 
 from ..conditions import wait_until
 from ..sandbox.browser_fixtures import (
@@ -38,6 +41,7 @@ __all__ = ["browser", "page", "page_errors"]  # fixtures, used by name
 PASSWORD = "sandbox-console-pw"
 PHOTO = Path(helpdesk.__file__).parent / "media" / "helpdesk.png"
 XSS = "<img src=x onerror=alert(1)>"
+EXAMPLE_CSV = Path(__file__).parents[2] / "examples" / "broadcast.csv"
 
 
 @pytest.fixture
@@ -340,3 +344,83 @@ def test_screenshot_of_a_conversation(
     finally:
         context.close()
     assert not page_errors, page_errors
+
+
+def test_a_broadcast_watched_paused_resumed_and_a_scheduled_message_cancelled(
+    tmp_path: Path, faults: Faults, page: Any
+) -> None:
+    """A broadcast made as ``textwire broadcast create`` makes one (named
+    like an XSS attempt, shown as text), watched
+    live at the sender's pace (one message every 2 s), paused, a cancel
+    thought better of, resumed to the end; then a scheduled message cancelled."""
+    settings = sandbox_settings(tmp_path, console_password=PASSWORD, rate_limit_mps=0.5)
+    with serve_sandbox(tmp_path, settings, faults=faults) as box:
+        box.app.extensions["textwire_console"].poll = 0.1
+        store = box.store
+        assert store is not None
+        dialogs: list[str] = []  # an unescaped name would alert() here too
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        log_in(page, box)
+        page.get_by_role("link", name="Broadcasts").click()
+        expect(page.get_by_test_id("no-broadcasts")).to_be_visible()
+        expect(page.locator("#live")).to_have_attribute("data-state", "on")
+        members = tmp_path / "members.csv"
+        shutil.copyfile(EXAMPLE_CSV, members)
+        draft = prepare(box.settings, members, body="Hi {first_name}!", name=XSS)
+        bid = draft.create(store, draft.preview(store, write_rejects=False))
+        row = page.get_by_test_id("broadcast")
+        expect(row).to_have_count(1, timeout=15_000)  # live: no reload
+        expect(row.get_by_test_id("broadcast-name")).to_have_text(XSS)
+        bar = row.get_by_test_id("progress")
+        expect(bar).to_have_attribute("data-total", "6")
+        expect(bar).not_to_have_attribute("data-done", "0", timeout=20_000)
+        row.get_by_test_id("pause").click()
+        expect(page.get_by_test_id("notice")).to_have_text(f"broadcast #{bid} paused")
+        expect(row).to_have_attribute("data-state", "paused")
+        wait_until(
+            lambda: in_flight(store, bid) == 0, "the rows on their way to finish"
+        )
+        done = int(bar.get_attribute("data-done") or 0)
+        assert 0 < done < 6
+        # Cancel asks first; saying no leaves it paused.
+        row.get_by_test_id("cancel").click()
+        expect(row).to_have_attribute("data-state", "paused")
+        assert [d.split("?")[0] for d in dialogs] == [
+            "Cancel every message of this broadcast not sent yet"
+        ]
+        row.get_by_test_id("resume").click()
+        expect(page.get_by_test_id("notice")).to_have_text(f"broadcast #{bid} resumed")
+        expect(row).to_have_attribute("data-state", "finished", timeout=30_000)
+        expect(bar).to_have_attribute("data-done", "6")
+        expect(row.get_by_test_id("count-sent")).to_have_text("6")
+        for phone in (US_PHONE, UK_PHONE):
+            assert [m.body for m in replies_to(box, phone)] == [
+                f"Hi {'Ana' if phone == US_PHONE else 'Chloe'}!"
+            ]
+        (outbox_id,) = queue_message(
+            store,
+            to=US_PHONE,
+            body="Your visit is tomorrow",
+            settings=box.settings,
+            at="+2h",
+        )
+        page.get_by_role("link", name="Scheduled").click()
+        scheduled = page.get_by_test_id("scheduled-row")
+        expect(scheduled).to_have_attribute("data-row", str(outbox_id))
+        expect(scheduled.get_by_test_id("to")).to_have_text("+1 415-555-0199")
+        expect(scheduled.get_by_test_id("local-time")).to_contain_text(
+            "America/Los_Angeles"
+        )
+        scheduled.get_by_test_id("cancel").click()
+        expect(page.get_by_test_id("notice")).to_contain_text(
+            f"Message #{outbox_id} cancelled"
+        )
+        expect(page.get_by_test_id("no-scheduled")).to_be_visible()
+        entry = store.outbox.row(outbox_id)
+        assert entry is not None and entry["status"] == "cancelled"
+        assert len(dialogs) == 1
+
+
+def in_flight(store: Any, broadcast_id: int) -> int:
+    p = store.broadcasts.progress(broadcast_id, datetime.now(UTC))
+    return int(p["sending"] + p["unknown"])

@@ -322,6 +322,8 @@ def _watch(store: Any, broadcast_id: int, stop: threading.Event) -> dict[str, in
     done, paused or cancelled, or only rows waiting for later."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    from textwire.broadcast.control import finished
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task(f"broadcast #{broadcast_id}", total=None)
@@ -329,17 +331,13 @@ def _watch(store: Any, broadcast_id: int, stop: threading.Event) -> dict[str, in
             now = datetime.now(UTC)
             p: dict[str, int] = store.broadcasts.progress(broadcast_id, now)
             status = store.broadcasts.get(broadcast_id)["status"]
-            bar.update(task, total=p["total"], completed=_finished(p))
+            bar.update(task, total=p["total"], completed=finished(p))
             in_flight = p["sending"] + p["unknown"]
             if p["open"] == 0 or (status in ("paused", "cancelled") and not in_flight):
                 return p
             if p["held"] + p["scheduled"] >= p["open"] and not in_flight:
                 return p
             stop.wait(_POLL)
-
-
-def _finished(p: dict[str, int]) -> int:
-    return p["sent"] + p["failed"] + p["cancelled"]
 
 
 def _summary(broadcast_id: int, p: dict[str, int]) -> None:
@@ -417,18 +415,17 @@ def status(broadcast_id: int, watch: bool) -> None:
 @click.argument("broadcast_id", type=int)
 def pause(broadcast_id: int) -> None:
     """Stop claiming a broadcast's rows (those being sent finish)."""
+    from textwire.broadcast import control
+
     with _runtime(send=False) as runtime:
-        store = runtime.store
-        b = _broadcast(store, broadcast_id)
-        now = datetime.now(UTC)
-        if not store.broadcasts.move(
-            broadcast_id, "paused", only_from=("sending",), now=now
-        ):
-            if b["status"] == "paused":
-                out.print(f"broadcast #{broadcast_id} is paused already")
-                return
-            _bad(f"broadcast #{broadcast_id} is {b['status']}: only one sending pauses")
-    out.print(f"broadcast #{broadcast_id} paused: `textwire broadcast resume` goes on")
+        try:
+            change = control.pause(runtime.store, broadcast_id, now=datetime.now(UTC))
+        except BroadcastError as exc:
+            _bad(str(exc))
+    if change.changed:
+        out.print(f"{change.message}: `textwire broadcast resume` goes on")
+    else:
+        out.print(change.message)
 
 
 @broadcast.command()
@@ -441,15 +438,14 @@ def pause(broadcast_id: int) -> None:
 def resume(broadcast_id: int, queue_only: bool) -> None:
     """Go on with a paused or interrupted broadcast (an import cut short is
     finished first), then send it unless --queue-only."""
+    from textwire.broadcast import control
     from textwire.broadcast.service import import_rows
 
     with _runtime(send=False) as runtime:
         store = runtime.store
-        b = _broadcast(store, broadcast_id)
-        now = datetime.now(UTC)
-        if b["status"] == "cancelled":
-            _bad(f"broadcast #{broadcast_id} was cancelled: it cannot be resumed")
-        if b["status"] == "importing":
+        try:
+            change = control.resume(store, broadcast_id, now=datetime.now(UTC))
+        except control.ImportUnfinished:
             try:
                 with console.status("importing…"):
                     counts = import_rows(store, broadcast_id, runtime.settings)
@@ -459,10 +455,11 @@ def resume(broadcast_id: int, queue_only: bool) -> None:
                 f"broadcast #{broadcast_id}: import finished, "
                 f"{counts['valid']:,} recipients"
             )
-        elif store.broadcasts.move(
-            broadcast_id, "sending", only_from=("paused",), now=now
-        ):
-            out.print(f"broadcast #{broadcast_id} resumed")
+        except BroadcastError as exc:
+            _bad(str(exc))
+        else:
+            if change.changed:
+                out.print(change.message)
     if not queue_only:
         _resume_sending(broadcast_id)
 
@@ -471,14 +468,14 @@ def resume(broadcast_id: int, queue_only: bool) -> None:
 @click.argument("broadcast_id", type=int)
 def cancel(broadcast_id: int) -> None:
     """Cancel every row of a broadcast not yet sent."""
+    from textwire.broadcast import control
+
     with _runtime(send=False) as runtime:
-        store = runtime.store
-        _broadcast(store, broadcast_id)
-        cancelled = store.broadcasts.cancel(broadcast_id, now=datetime.now(UTC))
-    if cancelled is None:
-        out.print(f"broadcast #{broadcast_id} was cancelled already")
-        return
-    out.print(f"broadcast #{broadcast_id} cancelled: {cancelled:,} messages not sent")
+        try:
+            change = control.cancel(runtime.store, broadcast_id, now=datetime.now(UTC))
+        except BroadcastError as exc:
+            _bad(str(exc))
+    out.print(change.message)
 
 
 @broadcast.command()
@@ -564,33 +561,19 @@ def scheduled_list(everything: bool) -> None:
 @click.argument("ids", type=int, nargs=-1, required=True)
 def scheduled_cancel(ids: tuple[int, ...]) -> None:
     """Cancel scheduled messages by outbox ID, unless already on their way."""
+    from textwire.broadcast.control import cancel_scheduled
+
     with _runtime(send=False) as runtime:
-        results = runtime.store.outbox.cancel(list(ids), now=datetime.now(UTC))
-        rows = {i: runtime.store.outbox.row(i) for i in ids}
-    missing = [i for i, state in results.items() if state is None]
+        results = cancel_scheduled(runtime.store, ids, now=datetime.now(UTC))
+    missing = [r for r in results if r.state is None]
     if missing:
-        _bad(f"no outbox message #{missing[0]} (`textwire scheduled list` shows them)")
+        _bad(f"{missing[0].reason} (`textwire scheduled list` shows them)")
     refused = False
-    for outbox_id, state in results.items():
-        row = rows[outbox_id] or {}
-        if state == "cancelled":
-            out.print(f"#{outbox_id} cancelled")
+    for result in results:
+        if result.cancelled:
+            out.print(f"#{result.outbox_id} cancelled")
             continue
         refused = True
-        console.print(f"#{outbox_id} not cancelled: {_why_not(state, row)}")
+        console.print(f"#{result.outbox_id} not cancelled: {result.reason}")
     if refused:
         sys.exit(1)
-
-
-def _why_not(state: str | None, row: dict[str, Any]) -> str:
-    if state == "sent":
-        return (
-            f"it was already sent (SID {row.get('sid')}, {row.get('message_status')})"
-        )
-    if state in ("sending", "unknown"):
-        return "it is being sent right now"
-    if state == "failed":
-        return f"it failed already ({row.get('last_error')})"
-    if state == "twiml":
-        return "it was answered in TwiML"
-    return f"it is {state}"

@@ -187,14 +187,22 @@ class SqlBroadcasts:
     def progress(self, broadcast_id: int, now: datetime) -> dict[str, int]:
         """A broadcast's rows by outbox status, and among the queued ones how
         many wait for their send time (``scheduled``) or for quiet hours to
-        end (``held``); ``delivered`` … by delivery status; ``total``."""
+        end (``held``); ``delivered`` and ``undelivered`` (of the sent ones)
+        by delivery status; ``total``."""
         queued = OutboxItem.status == "queued"
         columns: list[Any] = [_count(OutboxItem.status == s) for s in _ROW_STATES]
         columns += [
             _count(and_(queued, OutboxItem.held_until > now)),
             _count(and_(queued, OutboxItem.send_at > now)),
             _count(Message.status == "delivered"),
-            _count(Message.status.in_(("undelivered", "failed"))),
+            # Sent, then not delivered: a row that failed before Twilio took
+            # it has a failed message too, but counts as failed only.
+            _count(
+                and_(
+                    OutboxItem.status == "sent",
+                    Message.status.in_(("undelivered", "failed")),
+                )
+            ),
             func.count(),
         ]
         stmt = (
@@ -218,26 +226,8 @@ class SqlBroadcasts:
         while True:
             with self.db.read() as conn:
                 page = conn.execute(
-                    select(
-                        OutboxItem.id,
-                        OutboxItem.to_number,
-                        OutboxItem.status,
-                        Message.status.label("delivery"),
-                        func.coalesce(Message.sid, OutboxItem.provider_sid).label(
-                            "sid"
-                        ),
-                        func.coalesce(
-                            Message.error_code, OutboxItem.last_error_code
-                        ).label("error_code"),
-                        func.coalesce(
-                            Message.error_message, OutboxItem.last_error
-                        ).label("error"),
-                        OutboxItem.updated_at,
-                    )
-                    .join(Message, Message.id == OutboxItem.message_id)
-                    .where(
-                        OutboxItem.broadcast_id == broadcast_id, OutboxItem.id > last
-                    )
+                    _rows_of(broadcast_id)
+                    .where(OutboxItem.id > last)
                     .order_by(OutboxItem.id)
                     .limit(1000)
                 ).all()
@@ -246,6 +236,44 @@ class SqlBroadcasts:
             for row in page:
                 yield dict(row._mapping)
             last = page[-1].id
+
+    def recent(
+        self, broadcast_id: int, *, status: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """A broadcast's messages that changed last (of one outbox ``status``
+        when given), as :meth:`export` has them, with their send time, quiet
+        hours hold, attempts and next try."""
+        stmt = _rows_of(broadcast_id).add_columns(
+            OutboxItem.send_at,
+            OutboxItem.held_until,
+            OutboxItem.attempts,
+            OutboxItem.next_attempt_at,
+        )
+        if status is not None:
+            stmt = stmt.where(OutboxItem.status == status)
+        stmt = stmt.order_by(OutboxItem.updated_at.desc(), OutboxItem.id.desc())
+        with self.db.read() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt.limit(limit))]
+
+
+def _rows_of(broadcast_id: int) -> Any:
+    """A broadcast's outbox rows with their message's delivery state."""
+    return (
+        select(
+            OutboxItem.id,
+            OutboxItem.to_number,
+            OutboxItem.status,
+            Message.status.label("delivery"),
+            func.coalesce(Message.sid, OutboxItem.provider_sid).label("sid"),
+            func.coalesce(Message.error_code, OutboxItem.last_error_code).label(
+                "error_code"
+            ),
+            func.coalesce(Message.error_message, OutboxItem.last_error).label("error"),
+            OutboxItem.updated_at,
+        )
+        .join(Message, Message.id == OutboxItem.message_id)
+        .where(OutboxItem.broadcast_id == broadcast_id)
+    )
 
 
 def _count(condition: Any) -> Any:

@@ -33,7 +33,7 @@ from textwire.handoff import HandoffChange, HandoffState
 from .contacts import SqlContacts
 from .engine import Database
 from .outbox import CANCELLED, OPEN_OUTBOX, SqlOutbox
-from .schema import Contact, Message, OutboxItem, RateLimit
+from .schema import Broadcast, Contact, Message, OutboxItem, RateLimit
 
 __all__ = [
     "CANCELLED",
@@ -56,6 +56,7 @@ _messages = cast(Table, Message.__table__)
 _contacts = cast(Table, Contact.__table__)
 _outbox = cast(Table, OutboxItem.__table__)
 _rates = cast(Table, RateLimit.__table__)
+_broadcasts = cast(Table, Broadcast.__table__)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -623,7 +624,12 @@ class SqlConsole:
 
     def version(self, view: str, phone: str | None = None) -> str:
         """A token that changes whenever what ``view`` shows changed: the live
-        pages compare it (all indexed maxima, cheap to ask every second)."""
+        pages compare it (all indexed maxima, cheap to ask every second).
+
+        Views: ``list``, ``thread`` (of ``phone``), ``outbox``, ``broadcasts``,
+        ``scheduled``. What moves with the clock alone (a row held for quiet
+        hours, a send time come) is the caller's to look at now and then.
+        """
         with self.db.read() as conn:
             if view == "thread" and phone is not None:
                 parts = [
@@ -637,6 +643,12 @@ class SqlConsole:
                         select(_contacts.c.updated_at).where(_contacts.c.phone == phone)
                     ).first(),
                 ]
+            elif view in ("broadcasts", "scheduled"):
+                # Every send, cancel and delivery report touches the message;
+                # a pause, resume, cancel or import batch the broadcast.
+                parts = [conn.execute(_newest(_messages)).one()]
+                if view == "broadcasts":
+                    parts.append(conn.execute(_newest(_broadcasts)).one())
             elif view == "outbox":
                 parts = [
                     conn.execute(

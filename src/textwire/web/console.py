@@ -13,14 +13,17 @@ password:
 ``GET  /console/outbox``                   failed, retrying and held rows
 ``POST /console/outbox/<id>/retry``        retry (reconciled first)
 ``POST /console/outbox/<id>/cancel``       cancel a queued row
+``GET  /console/broadcasts`` …             broadcasts and scheduled messages
+                                           (:mod:`.console_broadcasts`)
 ``GET  /console/media/<message>/<i>``      an inbound file (copy, or Twilio's)
 ``GET  /console/events``                   server-sent events: "changed"
 ``GET  /console/api/segments``             the segment counter
 =========================================  ====================================
 
 On when ``TEXTWIRE_CONSOLE_PASSWORD`` (or ``…_HASH``) is set; always in the
-sandbox. Broadcast pages join the navigation when the broadcast feature
-registers an endpoint named ``textwire_console.broadcasts``.
+sandbox. Broadcast pages join the navigation when an endpoint named
+``textwire_console.broadcasts`` is registered (the module at the end of
+this one registers it).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from textwire.errors import (
 from textwire.mediastore import TwilioMediaSource, media_source_for
 from textwire.messages import MAX_BODY_CHARS, MAX_MEDIA, segment_info
 from textwire.storage.console import ContactInfo
+from textwire.storage.sql import SqlStore
 from textwire.web.console_auth import (
     COOKIE,
     LOGIN_TRIES_PER_MINUTE,
@@ -91,6 +95,11 @@ bp = Blueprint(
     static_folder="static",
     static_url_path="/static",
 )
+
+# Live views whose counts also move with the clock alone, and how often
+# (seconds) their pages look again even when no row changed.
+_CLOCK_VIEWS = frozenset({"broadcasts", "scheduled"})
+_CLOCK_TICK = 10
 
 # Views a visitor reaches without logging in.
 _OPEN = {"textwire_console.login", "textwire_console.static"}
@@ -544,7 +553,7 @@ def events() -> Response:
             content_type="text/plain",
         )
     stream = _Held(
-        _stream(config, lambda: rt.store.console.version(view, phone), disconnected),
+        _stream(config, _version_of(rt.store, view, phone), disconnected),
         config.give_stream,
     )
     return Response(
@@ -552,6 +561,19 @@ def events() -> Response:
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def _version_of(store: SqlStore, view: str, phone: str | None) -> Callable[[], str]:
+    """What the stream of ``view`` compares from one look to the next."""
+
+    def version() -> str:
+        token = store.console.version(view, phone)
+        if view in _CLOCK_VIEWS:
+            # Held for quiet hours, a send time come: no row says so at once.
+            token += f"@{int(time.time() // _CLOCK_TICK)}"
+        return token
+
+    return version
 
 
 class _Held:
@@ -621,3 +643,8 @@ def segments() -> Response:
         too_long=length > MAX_BODY_CHARS,
         limit=MAX_BODY_CHARS,
     )
+
+
+# The broadcast and scheduled pages: routes of this blueprint, in a module of
+# their own (imported last: it uses the helpers above).
+from textwire.web import console_broadcasts  # noqa: E402, F401

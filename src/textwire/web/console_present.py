@@ -1,21 +1,37 @@
 """How the console words what the database holds: delivery states, error
-codes with their reason and what to do, numbers as people write them, and
-what a search box entry means."""
+codes with their reason and what to do, numbers as people write them, what
+a search box entry means, and how far a broadcast got."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import phonenumbers
 
+from textwire.broadcast.control import finished
 from textwire.codes import CODES, more_info_url
 from textwire.errors import InvalidPhoneNumber
 from textwire.phone import normalize
+from textwire.quiet import zones_for_number
 from textwire.storage.console import CANCELLED, OutboxEntry, ThreadMessage
 
-__all__ = ["Delivery", "Search", "delivery", "display_number", "outbox_state", "search"]
+__all__ = [
+    "BroadcastSummary",
+    "Delivery",
+    "Search",
+    "broadcast_row_state",
+    "broadcast_summary",
+    "delivery",
+    "display_number",
+    "local_times",
+    "outbox_state",
+    "search",
+]
 
 # Inbound files the console shows inline; anything else is a download.
 INLINE_TYPES = frozenset(
@@ -186,3 +202,105 @@ def search(raw: str, region: str) -> Search:
             if len(digits) >= 3:
                 return Search(digits=digits)
     return Search(text=query[:200])
+
+
+# -- broadcasts and scheduled messages -----------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BroadcastSummary:
+    """A broadcast as its page shows it.
+
+    Attributes:
+        state: ``importing``, ``sending``, ``paused``, ``cancelled``, or
+            ``finished`` (sending, with nothing left to send).
+        done: rows sent, failed or cancelled (the progress bar's value).
+        total: its outbox rows.
+        percent: ``done`` of ``total``, rounded down.
+        actions: the buttons its state allows (``pause``, ``resume``,
+            ``cancel``); the server checks again when one is pressed.
+    """
+
+    state: str
+    done: int
+    total: int
+    percent: int
+    actions: tuple[str, ...]
+
+
+_ACTIONS = {
+    "importing": ("cancel",),
+    "sending": ("pause", "cancel"),
+    "paused": ("resume", "cancel"),
+}
+
+
+def broadcast_summary(
+    broadcast: Mapping[str, Any], progress: Mapping[str, int]
+) -> BroadcastSummary:
+    """The state, progress and buttons of one broadcast."""
+    status = str(broadcast["status"])
+    total = progress["total"]
+    done = finished(progress)
+    state = status
+    if status == "sending" and total and progress["open"] == 0:
+        state = "finished"
+    return BroadcastSummary(
+        state=state,
+        done=done,
+        total=total,
+        percent=done * 100 // total if total else 0,
+        actions=() if state == "finished" else _ACTIONS.get(status, ()),
+    )
+
+
+def broadcast_row_state(row: Mapping[str, Any], now: datetime) -> Delivery:
+    """Where one message of a broadcast stands (a row of
+    :meth:`~textwire.storage.broadcasts.SqlBroadcasts.recent`)."""
+    status = row["status"]
+    held, send_at = row["held_until"], row["send_at"]
+    if status == "queued" and held is not None and held > now:
+        return Delivery("held", "quiet hours", f"held until {_utc(held)}")
+    if status == "queued" and send_at is not None and send_at > now:
+        return Delivery("scheduled", "scheduled", f"for {_utc(send_at)}")
+    if status == "sent":
+        delivery = row["delivery"] or "sent"
+        if delivery in ("failed", "undelivered"):
+            return _with_code(
+                delivery, delivery, row["error_code"], "reported by the carrier"
+            )
+        return Delivery(delivery, delivery)
+    state = _open_state(
+        status,
+        row["attempts"],
+        row["error"],
+        row["error_code"],
+        row["next_attempt_at"],
+        now,
+    )
+    if state is not None and state.state == "cancelled":
+        return Delivery("cancelled", "cancelled")
+    return state or Delivery(status, status)
+
+
+def _utc(when: datetime) -> str:
+    return f"{when.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def local_times(when: datetime, number: str, zone: str | None = None) -> str:
+    """``when`` on the recipient's clock: ``Wed 09:00 America/Los_Angeles``
+    (``zone`` when the row names one, else the number's zones, those with
+    the same time together), or ``""`` when the number's zone is unknown."""
+    zones = (zone,) if zone else zones_for_number(number)
+    if zones == ("UTC",):
+        return ""
+    by_time: dict[str, list[str]] = {}
+    for name in zones:
+        by_time.setdefault(f"{when.astimezone(ZoneInfo(name)):%a %H:%M}", []).append(
+            name
+        )
+    return " · ".join(
+        f"{local} {names[0]}"
+        + (f" (and {len(names) - 1} more zones)" if len(names) > 1 else "")
+        for local, names in by_time.items()
+    )

@@ -147,6 +147,14 @@
     updateCounter();
   }
 
+  // -- forms that ask first (cancelling a broadcast) -----------------------------
+
+  // On the document: a live fragment brings its forms in fresh.
+  document.addEventListener("submit", function (event) {
+    var question = event.target.getAttribute && event.target.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+
   scrollDown(target);
   connect();
 })();
