@@ -1,4 +1,4 @@
-"""``python -m bench``: run every benchmark, write results/latest.{md,json}.
+"""``python -m bench``: run every benchmark, write results/latest.{md,json} (a run of some parts writes results/partial.json).
 
 Environment (all optional):
 
@@ -102,7 +102,8 @@ def main() -> int:
             drop_pg_database()
     results["seconds"] = time.time() - started
     results["redone_measurements"] = quiet.redone
-    name = "latest"
+    # A run of some parts leaves the whole run's figures alone.
+    name = "latest" if all(part in results for part in PARTS) else "partial"
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     if all(part in results for part in PARTS):
         text = markdown(results)

@@ -87,7 +87,9 @@ def wait_for_replies(
     latencies: dict[str, float] = {}
     while True:
         for arrived, to, _outbox in emulator.creates():
-            if to in sent and to not in latencies:
+            # (a create before the post is an earlier layout's reply to the
+            # same phone, never this message's)
+            if to in sent and to not in latencies and arrived >= sent[to]:
                 latencies[to] = arrived - sent[to]
         if len(latencies) >= len(sent) or time.time() > deadline:
             return latencies
@@ -279,6 +281,7 @@ def latency(
 ) -> dict[str, Any]:
     """Idle and open-loop reply latency of one layout (and, on SQLite, the
     memory of the one ``textwire run`` process)."""
+    emulator.reset()  # the other layout's messages went to the same phones
     port, started, web = serve(cfg, procs, emulator, database)
     pids = [p.pid for p in started] + [emulator.proc.pid]
     try:

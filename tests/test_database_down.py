@@ -172,3 +172,27 @@ def test_a_postgresql_restart_gives_503s_then_200s_and_loses_nothing(
         assert sids == [first["MessageSid"], second["MessageSid"]]
     finally:
         store.dispose()
+
+
+@pytest.mark.postgres
+def test_a_dead_pooled_connection_is_replaced_without_a_503(
+    postgres_url: str, proxy: CuttableProxy
+) -> None:
+    # Given webhooks stored through a proxy, their connections kept in the pool
+    url = postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    store = SqlStore(url + "&connect_timeout=5")
+    store.upgrade()
+    app = create_app(_settings(url), bot=create_bot(), store=store)
+    try:
+        forms = [make_form("help") for _ in range(3)]
+        assert _post(app, "/twilio/sms", forms[0])[0] == 200
+        # When the server restarts between two webhooks (every pooled
+        # connection dead, new ones accepted at once)
+        proxy.cut()
+        proxy.restore()
+        # Then the next webhooks are stored on new connections, not told 503
+        assert [_post(app, "/twilio/sms", form)[0] for form in forms[1:]] == [200, 200]
+        sids = [row["sid"] for row in store.messages.all("inbound")]
+        assert sids == [form["MessageSid"] for form in forms]
+    finally:
+        store.dispose()

@@ -11,15 +11,16 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from textwire.errors import StorageError
 
@@ -29,6 +30,78 @@ logger = logging.getLogger("textwire.storage")
 
 # A read-only transaction on SQLite starts with a plain (deferred) BEGIN.
 _READ = "textwire_read"
+
+T = TypeVar("T")
+
+
+class _DirectConnections:
+    """PostgreSQL connections of :meth:`Database.raw_write`'s own, made on
+    first use (a worker process, which never records webhooks, opens none):
+    autocommit, each with its cursor, reused last in first out, at most
+    ``keep`` kept idle. Outside SQLAlchemy's pool, whose checkout, pre-ping
+    and reset on return cost more than the webhook's statement itself."""
+
+    def __init__(self, url: Any, dbapi_error: type[Exception], keep: int = 8) -> None:
+        # Only a factory: each connection it makes is detached from it at once.
+        self._factory = create_engine(
+            url, isolation_level="AUTOCOMMIT", poolclass=NullPool, hide_parameters=True
+        )
+        self._error = dbapi_error
+        self._keep = keep
+        self._idle: list[tuple[Any, Any]] = []
+        self._lock = threading.Lock()
+
+    def run(self, work: Callable[[Any], T]) -> T:
+        for attempt in (1, 2):
+            conn, cursor = self._take()
+            try:
+                result = work(cursor)
+            except self._error as exc:
+                dead = self._factory.dialect.is_disconnect(
+                    exc,  # type: ignore[arg-type]  # (the DBAPI's Error: one class per driver)
+                    conn,
+                    cursor,
+                )
+                _close(conn)
+                if dead and attempt == 1:
+                    self.close_idle()  # a restart: the others are as dead
+                    continue
+                raise StorageError(f"database error: {exc.__class__.__name__}") from exc
+            except BaseException:
+                _close(conn)  # in an unknown state
+                raise
+            with self._lock:
+                if len(self._idle) < self._keep:
+                    self._idle.append((conn, cursor))
+                    conn = None
+            if conn is not None:
+                _close(conn)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _take(self) -> tuple[Any, Any]:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        try:
+            proxied = self._factory.raw_connection()
+        except (SQLAlchemyError, self._error) as exc:
+            # (raw_connection() hands the driver's own errors through)
+            raise StorageError(f"database error: {exc.__class__.__name__}") from exc
+        conn = proxied.driver_connection
+        proxied.detach()  # the driver's connection is this object's alone now
+        return conn, conn.cursor()
+
+    def close_idle(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn, _cursor in idle:
+            _close(conn)
+
+
+def _close(conn: Any) -> None:
+    with contextlib.suppress(Exception):
+        conn.close()
 
 
 def normalize_database_url(url: str) -> str:
@@ -56,12 +129,16 @@ class Database:
         self._write_lock = _SqliteWriteLock.for_url(self.url)
         self._dbapi_error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
         self._head: str | None = None
+        self._direct: _DirectConnections | None = None
+        self._direct_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return make_url(self.url).render_as_string(hide_password=True)
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._direct is not None:
+            self._direct.close_idle()
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
@@ -76,16 +153,30 @@ class Database:
         except SQLAlchemyError as exc:
             raise StorageError(f"database error: {exc.__class__.__name__}") from exc
 
-    @contextmanager
-    def raw_begin(self) -> Iterator[Any]:
-        """One write transaction on the driver's own connection and cursor
-        (yielded), for :class:`Prepared` statements on the hottest path (the
-        webhook's insert): no SQLAlchemy connection, transaction or event in
-        between. Committed on success, rolled back on error.
+    def raw_write(self, work: Callable[[Any], T]) -> T:
+        """Run ``work(cursor)`` on the driver's own connection and cursor, for
+        :class:`Prepared` statements on the hottest path (the webhook's
+        insert): no SQLAlchemy connection, transaction or event in between.
+
+        SQLite: inside a ``BEGIN IMMEDIATE`` transaction, committed when
+        ``work`` returns. PostgreSQL: ``work`` runs exactly one statement, in
+        autocommit, so that statement is the whole transaction (one round trip:
+        no BEGIN, no COMMIT, no pre-ping), on connections of its own. After a
+        server restart those kept idle are dead and the first use finds out:
+        they are all closed and ``work`` runs once more on a new connection,
+        so it must be safe to run twice (the webhook's insert is: a second run
+        finds its MessageSid).
 
         Raises:
             StorageError: the database failed (the connection is discarded).
         """
+        if self.dialect == "postgresql":
+            with self._direct_lock:
+                if self._direct is None:
+                    self._direct = _DirectConnections(
+                        self.engine.url, self._dbapi_error
+                    )
+            return self._direct.run(work)
         with self._write_lock:
             try:
                 raw = self.engine.raw_connection()
@@ -94,14 +185,13 @@ class Database:
                 raise StorageError(f"database error: {exc.__class__.__name__}") from exc
             cursor = raw.cursor()
             try:
-                if self.dialect == "sqlite":
-                    cursor.execute("BEGIN IMMEDIATE")  # as _sqlite_on_begin does
-                yield cursor
+                cursor.execute("BEGIN IMMEDIATE")  # as _sqlite_on_begin does
+                result = work(cursor)
                 raw.commit()
+                return result
             except self._dbapi_error as exc:
                 with contextlib.suppress(Exception):
                     cursor.close()
-                # The connection may be a dead one (a server restart): drop it.
                 raw.invalidate()
                 raise StorageError(f"database error: {exc.__class__.__name__}") from exc
             except BaseException:
@@ -185,7 +275,7 @@ class Prepared:
     the compiled statement and the column types), but each execution skips
     the per-call compile-cache lookup, parameter construction and result
     wrapping — about half the time the insert takes. Use it inside a
-    :meth:`Database.begin` transaction.
+    :meth:`Database.begin` transaction or :meth:`Database.raw_write`.
     """
 
     def __init__(self, statement: Any, engine: Engine) -> None:
@@ -222,7 +312,7 @@ class Prepared:
         return converted
 
     def fetch_first(self, cursor: Any, values: dict[str, Any]) -> Any:
-        """Execute on a driver cursor (:meth:`Database.raw_begin`); the first
+        """Execute on a driver cursor (:meth:`Database.raw_write`); the first
         row's first column, or ``None``."""
         cursor.execute(self.sql, self.parameters(values))
         row = cursor.fetchone()

@@ -176,15 +176,22 @@ class SqlInbox:
             "claimed_by": claim_for,
             "lease_until": now + lease if claim_for and lease else None,
         }
-        with self.db.raw_begin() as cursor:
-            if self.db.dialect == "postgresql":
-                inbox_id: int | None = self._fast_pg.fetch_first(cursor, values)
-                return inbox_id
-            message_id = self._fast_message.fetch_first(cursor, values)
-            if message_id is None:
-                return None
-            values["message_id"] = message_id
-            return int(self._fast_inbox.fetch_first(cursor, values))
+        if self.db.dialect == "postgresql":
+            # One statement: the message, its inbox row and the NOTIFY. Run
+            # again only when the connection was found dead; had the first
+            # run committed, the second finds its MessageSid (a duplicate).
+            inbox_id: int | None = self.db.raw_write(
+                lambda cursor: self._fast_pg.fetch_first(cursor, values)
+            )
+            return inbox_id
+        return self.db.raw_write(lambda cursor: self._record_sqlite(cursor, values))
+
+    def _record_sqlite(self, cursor: Any, values: dict[str, Any]) -> int | None:
+        message_id = self._fast_message.fetch_first(cursor, values)
+        if message_id is None:
+            return None
+        values["message_id"] = message_id
+        return int(self._fast_inbox.fetch_first(cursor, values))
 
     # -- the worker ------------------------------------------------------------
 
