@@ -1,4 +1,5 @@
-"""``python -m bench``: run every benchmark, write results/latest.{md,json} (a run of some parts writes results/partial.json).
+"""``python -m bench``: run every benchmark, write results/latest.{md,json}
+(a run of some parts writes results/partial.json instead).
 
 Environment (all optional):
 

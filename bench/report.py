@@ -77,6 +77,7 @@ def inbound_rows(inbound: dict[str, Any]) -> list[Row]:
 def slow_rows(slow: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     base = slow["quickstart"]
+    floor = slow.get("floor")
     n = slow["webhooks"]
     for key, name in (
         ("sqlite", "SQLite, textwire run"),
@@ -101,6 +102,32 @@ def slow_rows(slow: dict[str, Any]) -> list[Row]:
                 NA,
                 f"< 100 ms / < 5 s / {n} (0)",
                 _verdict(ok),
+            )
+        )
+        if "bursts_p99_ms" in tw:
+            rows.append(
+                (
+                    f"Slow bot, {name}: webhook p99 of each of the "
+                    f"{len(tw['bursts_p99_ms'])} bursts (the median one above) / "
+                    "duplicates in all",
+                    " / ".join(_ms(v) for v in tw["bursts_p99_ms"])
+                    + f" / {tw['bursts_duplicates']}",
+                    NA,
+                    NA,
+                    NA,
+                    NA,
+                )
+            )
+    if floor is not None:
+        rows.append(
+            (
+                f"Floor: {n} webhooks at once to the quickstart app doing nothing "
+                "(waitress 8 threads, same load generator): p99 of each burst",
+                NA,
+                " / ".join(_ms(v) for v in floor["bursts_p99_ms"]),
+                NA,
+                NA,
+                NA,
             )
         )
     return rows
