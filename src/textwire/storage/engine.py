@@ -35,21 +35,26 @@ T = TypeVar("T")
 
 
 class _DirectConnections:
-    """PostgreSQL connections of :meth:`Database.raw_write`'s own, made on
-    first use (a worker process, which never records webhooks, opens none):
-    autocommit, each with its cursor, reused last in first out, at most
-    ``keep`` kept idle. Outside SQLAlchemy's pool, whose checkout, pre-ping
-    and reset on return cost more than the webhook's statement itself."""
+    """:meth:`Database.raw_write`'s own connections, made on first use (a
+    worker process, which never records webhooks, opens none), each with its
+    cursor, reused last in first out, at most ``keep`` kept idle: outside
+    SQLAlchemy's pool, whose checkout, pre-ping and reset on return cost more
+    than the webhook's statement itself.
 
-    def __init__(self, url: Any, dbapi_error: type[Exception], keep: int = 8) -> None:
-        # Only a factory: each connection it makes is detached from it at once.
-        self._factory = create_engine(
-            url, isolation_level="AUTOCOMMIT", poolclass=NullPool, hide_parameters=True
-        )
+    Args:
+        factory: an engine that only makes them (``NullPool``; each is
+            detached from it at once), with the dialect's connect settings.
+    """
+
+    def __init__(
+        self, factory: Engine, dbapi_error: type[Exception], keep: int = 8
+    ) -> None:
+        self._factory = factory
         self._error = dbapi_error
         self._keep = keep
         self._idle: list[tuple[Any, Any]] = []
         self._lock = threading.Lock()
+        self._pid = os.getpid()
 
     def run(self, work: Callable[[Any], T]) -> T:
         for attempt in (1, 2):
@@ -81,6 +86,9 @@ class _DirectConnections:
 
     def _take(self) -> tuple[Any, Any]:
         with self._lock:
+            if self._pid != os.getpid():
+                # A forked child (gunicorn): those belong to the parent.
+                self._idle, self._pid = [], os.getpid()
             if self._idle:
                 return self._idle.pop()
         try:
@@ -88,7 +96,7 @@ class _DirectConnections:
         except (SQLAlchemyError, self._error) as exc:
             # (raw_connection() hands the driver's own errors through)
             raise StorageError(f"database error: {exc.__class__.__name__}") from exc
-        conn = proxied.driver_connection
+        conn: Any = proxied.driver_connection
         proxied.detach()  # the driver's connection is this object's alone now
         return conn, conn.cursor()
 
@@ -97,6 +105,25 @@ class _DirectConnections:
             idle, self._idle = self._idle, []
         for conn, _cursor in idle:
             _close(conn)
+
+
+def _direct_factory(url: Any) -> Engine:
+    if url.get_backend_name() == "postgresql":
+        return create_engine(
+            url, isolation_level="AUTOCOMMIT", poolclass=NullPool, hide_parameters=True
+        )
+    factory = create_engine(url, poolclass=NullPool, hide_parameters=True)
+    event.listen(factory, "connect", _sqlite_on_connect)
+    return factory
+
+
+def _immediately(cursor: Any, work: Callable[[Any], T]) -> T:
+    """``work`` in a SQLite write transaction (a failure closes the
+    connection, which rolls it back)."""
+    cursor.execute("BEGIN IMMEDIATE")  # as _sqlite_on_begin does
+    result = work(cursor)
+    cursor.execute("COMMIT")
+    return result
 
 
 def _close(conn: Any) -> None:
@@ -158,50 +185,28 @@ class Database:
         :class:`Prepared` statements on the hottest path (the webhook's
         insert): no SQLAlchemy connection, transaction or event in between.
 
-        SQLite: inside a ``BEGIN IMMEDIATE`` transaction, committed when
-        ``work`` returns. PostgreSQL: ``work`` runs exactly one statement, in
-        autocommit, so that statement is the whole transaction (one round trip:
-        no BEGIN, no COMMIT, no pre-ping), on connections of its own. After a
-        server restart those kept idle are dead and the first use finds out:
-        they are all closed and ``work`` runs once more on a new connection,
-        so it must be safe to run twice (the webhook's insert is: a second run
-        finds its MessageSid).
+        SQLite: inside a ``BEGIN IMMEDIATE`` transaction (under the write
+        lock), committed when ``work`` returns. PostgreSQL: ``work`` runs
+        exactly one statement, in autocommit, so that statement is the whole
+        transaction (one round trip: no BEGIN, no COMMIT, no pre-ping). Both
+        on connections of this method's own (:class:`_DirectConnections`).
+        After a server restart those kept idle are dead and the first use
+        finds out: they are all closed and ``work`` runs once more on a new
+        connection, so it must be safe to run twice (the webhook's insert is:
+        a second run finds its MessageSid).
 
         Raises:
             StorageError: the database failed (the connection is discarded).
         """
+        with self._direct_lock:
+            if self._direct is None:
+                self._direct = _DirectConnections(
+                    _direct_factory(self.engine.url), self._dbapi_error
+                )
         if self.dialect == "postgresql":
-            with self._direct_lock:
-                if self._direct is None:
-                    self._direct = _DirectConnections(
-                        self.engine.url, self._dbapi_error
-                    )
             return self._direct.run(work)
         with self._write_lock:
-            try:
-                raw = self.engine.raw_connection()
-            except (SQLAlchemyError, self._dbapi_error) as exc:
-                # (raw_connection() hands the driver's own errors through)
-                raise StorageError(f"database error: {exc.__class__.__name__}") from exc
-            cursor = raw.cursor()
-            try:
-                cursor.execute("BEGIN IMMEDIATE")  # as _sqlite_on_begin does
-                result = work(cursor)
-                raw.commit()
-                return result
-            except self._dbapi_error as exc:
-                with contextlib.suppress(Exception):
-                    cursor.close()
-                raw.invalidate()
-                raise StorageError(f"database error: {exc.__class__.__name__}") from exc
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    raw.rollback()
-                raise
-            finally:
-                with contextlib.suppress(Exception):
-                    cursor.close()
-                raw.close()
+            return self._direct.run(lambda cursor: _immediately(cursor, work))
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
