@@ -70,7 +70,7 @@ class SqlContacts:
         if not phones:
             return set()
         with self.db.read() as conn:
-            rows = conn.execute(_OPTED_OUT_AMONG, {"b_phones": sorted(set(phones))})
+            rows = conn.execute(OPTED_OUT_AMONG, {"b_phones": sorted(set(phones))})
             return set(rows.scalars())
 
     def all_opted_out(self) -> set[str]:
@@ -86,7 +86,7 @@ class SqlContacts:
             return bool(conn.execute(self._opted, {"phone": phone}).scalar())
 
 
-_OPTED_OUT_AMONG = select(_table.c.phone).where(
+OPTED_OUT_AMONG = select(_table.c.phone).where(
     _table.c.phone.in_(bindparam("b_phones", expanding=True)),
     _table.c.opted_out.is_(True),
 )

@@ -42,6 +42,7 @@ from textwire.errors import StorageError
 from textwire.messages import segment_info
 from textwire.quiet import QuietHours, zones_for_number
 
+from .contacts import OPTED_OUT_AMONG
 from .engine import Database, Prepared
 from .messages import advance_status_values
 from .ratelimits import SqlRateLimits
@@ -98,6 +99,7 @@ class ClaimedItem:
 
     ``slot`` is the epoch second the send may start at, reserved against the
     sender's rate limit when the row was claimed (``None``: no pacing).
+    ``opted_out``: the recipient had opted out when the row was claimed.
     """
 
     id: int
@@ -115,6 +117,7 @@ class ClaimedItem:
     slot: float | None = None
     priority: int = PRIORITY_NORMAL
     broadcast_id: int | None = None
+    opted_out: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -494,6 +497,13 @@ class SqlOutbox:
                 "b_lease_until": now + lease,
             }
             rows = conn.execute(_TAKE, take).all() if ids else []
+            # (in the claim's transaction: a read of its own cost as much)
+            phones = sorted({r.to_number for r in rows})
+            opted_out = (
+                set(conn.execute(OPTED_OUT_AMONG, {"b_phones": phones}).scalars())
+                if phones
+                else set()
+            )
         items = [
             ClaimedItem(
                 id=r.id,
@@ -511,6 +521,7 @@ class SqlOutbox:
                 slot=slots.get(r.id),
                 priority=r.priority,
                 broadcast_id=r.broadcast_id,
+                opted_out=r.to_number in opted_out,
             )
             for r in rows
         ]

@@ -199,12 +199,9 @@ class SendWorker:
         if not items:
             return 0
         claimed_at = self._monotonic()
-        opted_out = self.store.contacts.opted_out_among([item.to for item in items])
 
         def process(item: ClaimedItem) -> None:
-            self._process(
-                item, now, opted_out=item.to in opted_out, claimed_at=claimed_at
-            )
+            self._process(item, now, opted_out=item.opted_out, claimed_at=claimed_at)
 
         if not wait:
             pool = self._executor()
