@@ -17,7 +17,8 @@ Environment (all optional):
 Parts: ``inbound`` (the webhook under gunicorn against the quickstart app),
 ``slowbot`` (64 webhooks to a bot whose handler takes a second),
 ``outbound`` (the worker at the sender's ceiling), ``reply`` (webhook to
-``messages.create`` latency, and memory).
+``messages.create`` latency, and memory), ``broadcast`` (a 100,000-row
+import, a 10,000-recipient broadcast and the replies sent meanwhile).
 """
 
 from __future__ import annotations
