@@ -105,9 +105,10 @@ def main() -> int:
     results["seconds"] = time.time() - started
     results["redone_measurements"] = quiet.redone
     # A run of some parts leaves the whole run's figures alone.
-    name = "latest" if all(part in results for part in PARTS) else "partial"
+    whole = all(part in results for part in PARTS)
+    name = "latest" if whole else "partial"
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
-    if all(part in results for part in PARTS):
+    if whole:
         text = markdown(results)
         (RESULTS / f"{name}.md").write_text(text)
         print(text)

@@ -198,15 +198,20 @@ class Database:
         Raises:
             StorageError: the database failed (the connection is discarded).
         """
+        direct = self._direct or self._make_direct()
+        if self.dialect == "postgresql":
+            return direct.run(work)
+        with self._write_lock:
+            return direct.run(lambda cursor: _immediately(cursor, work))
+
+    def _make_direct(self) -> _DirectConnections:
+        # Once, by the first webhook (later ones never take this lock).
         with self._direct_lock:
             if self._direct is None:
                 self._direct = _DirectConnections(
                     _direct_factory(self.engine.url), self._dbapi_error
                 )
-        if self.dialect == "postgresql":
-            return self._direct.run(work)
-        with self._write_lock:
-            return self._direct.run(lambda cursor: _immediately(cursor, work))
+            return self._direct
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
